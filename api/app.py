@@ -1,0 +1,110 @@
+"""The Litestar application: wiring only. Routes live in ``api.staff`` and ``api.public``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ledger.checkpoint import signer_for
+from litestar import Litestar, Request, Router, get
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Server
+
+from api import public, staff
+from api.openapi import TruthfulJsonRenderPlugin
+from api.problems import EXCEPTION_HANDLERS
+from api.runtime import Runtime, runtime
+from api.schemas import HealthOut
+from ledger import db
+from ledger.errors import LedgerError
+from ledger.logs import sign_due
+from ledger.sequencer import GroupCommitter
+from ledger.settings import Settings
+
+log = logging.getLogger("gongkai.api")
+
+MAX_BODY = 1 << 20  # 1 MiB
+SIGN_INTERVAL = 0.25  # seconds; a checkpoint follows any append within a second
+
+
+@get("/healthz", operation_id="healthz", tags=["service"], summary="Liveness")
+async def healthz() -> HealthOut:
+    return HealthOut(status="ok")
+
+
+@get("/readyz", operation_id="readyz", tags=["service"], summary="Readiness (database reachable)")
+async def readyz(request: Request[Any, Any, Any]) -> HealthOut:
+    try:
+        async with asyncio.timeout(2):
+            await runtime(request).pool.fetchval("SELECT 1")
+    except Exception as exc:
+        raise ServiceUnavailable("the database is not reachable") from exc
+    return HealthOut(status="ready")
+
+
+class ServiceUnavailable(LedgerError):
+    status = 503
+    type = "unavailable"
+    title = "Service unavailable"
+
+
+async def _sign_forever(rt: Runtime) -> None:
+    while True:
+        try:
+            await sign_due(rt.pool, rt.signer, rt.settings.origin)
+        except Exception:
+            log.exception("checkpoint signing failed; retrying")
+        await asyncio.sleep(SIGN_INTERVAL)
+
+
+def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar:
+    """The app for ``dsn``. Migrations must already have run."""
+    db.configure(dsn)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await db.create_pool(dsn, max_size=pool_size)
+        read_pool = (
+            await db.create_pool(settings.replica_url, max_size=pool_size)
+            if settings.replica_url
+            else pool
+        )
+        committer = GroupCommitter(pool)
+        committer.start()
+        signer = signer_for(settings.signing_key, settings.key_name)
+        rt = Runtime(settings, pool, read_pool, committer, signer)
+        app.state.runtime = rt
+        signing = asyncio.create_task(_sign_forever(rt))
+        try:
+            yield
+        finally:
+            await committer.stop()
+            signing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await signing
+            # Sign what the last appends left unsigned before going away.
+            with contextlib.suppress(Exception):
+                await sign_due(pool, signer, settings.origin)
+            if read_pool is not pool:
+                await read_pool.close()
+            await pool.close()
+
+    api_v1 = Router(path="/api/v1", route_handlers=[*staff.ROUTES, *public.ROUTES])
+    return Litestar(
+        route_handlers=[api_v1, healthz, readyz],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_BODY,
+        openapi_config=OpenAPIConfig(
+            title="Gongkai",
+            version="1",
+            description="公开 — a disclosure ledger for public bodies.",
+            path="/schema",
+            render_plugins=[TruthfulJsonRenderPlugin()],
+            servers=[Server(url="/")],
+        ),
+        debug=False,
+    )

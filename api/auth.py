@@ -1,0 +1,64 @@
+"""Who is calling: bearer tokens resolved to a ``Principal``, and role checks.
+
+Missing or unknown token: 401. A token of another org, or of a role that may not
+do this: 403. Resolved tokens are cached briefly so a hot posting path does not
+pay a query per request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Request
+
+from ledger.access import Principal, Role, principal_for
+from ledger.errors import Forbidden, Unauthorized
+
+CACHE_SECONDS = 30.0
+_cache: dict[str, tuple[float, Principal | None]] = {}
+
+
+async def _resolve(token: str) -> Principal | None:
+    now = time.monotonic()
+    hit = _cache.get(token)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    principal = await principal_for(token)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[token] = (now + CACHE_SECONDS, principal)
+    return principal
+
+
+async def optional_principal(request: Request[Any, Any, Any]) -> Principal | None:
+    """The caller's principal, None without an Authorization header; 401 if it is bad."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization must be 'Bearer <token>'")
+    principal = await _resolve(token.strip())
+    if principal is None:
+        raise Unauthorized("Unknown token")
+    return principal
+
+
+async def require(request: Request[Any, Any, Any], org: str, roles: set[Role]) -> Principal:
+    """The caller, who must hold a token of ``org`` in one of ``roles``."""
+    principal = await optional_principal(request)
+    if principal is None:
+        raise Unauthorized("This route needs 'Authorization: Bearer <token>'")
+    if principal.org != org:
+        raise Forbidden(f"This token acts for {principal.org}, not for {org}")
+    if principal.role not in roles:
+        raise Forbidden(
+            f"Role {principal.role} may not do this; needs one of: {', '.join(sorted(roles))}"
+        )
+    return principal
+
+
+def staff_of(principal: Principal | None, org: str) -> bool:
+    """Whether the caller is staff of ``org`` (and so sees everything of it)."""
+    return principal is not None and principal.org == org

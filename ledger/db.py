@@ -1,0 +1,86 @@
+"""Database wiring: the DSN in use, the Piccolo engine, the asyncpg pool, migrations.
+
+The DSN is known only at run time (``DATABASE_URL``, or the embedded server the
+command line starts), so the Piccolo engine is built by ``configure`` rather than
+at import time, and every Piccolo table is bound to it there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from typing import Any
+
+import asyncpg
+from piccolo.engine.postgres import PostgresEngine
+
+_engine: PostgresEngine | None = None
+_dsn: str | None = None
+
+
+def configure(dsn: str) -> PostgresEngine:
+    """Point Piccolo (tables and migrations) at ``dsn``; idempotent for the same DSN."""
+    global _engine, _dsn
+    if _engine is not None and _dsn == dsn:
+        return _engine
+    from ledger.tables import TABLES
+
+    _engine = PostgresEngine(config={"dsn": dsn})
+    _dsn = dsn
+    for table in TABLES:
+        table._meta.db = _engine
+    os.environ["PICCOLO_CONF"] = "ledger.piccolo_conf"
+    return _engine
+
+
+def current_engine() -> PostgresEngine:
+    if _engine is None:
+        raise RuntimeError("ledger.db.configure(dsn) has not been called")
+    return _engine
+
+
+def current_dsn() -> str:
+    if _dsn is None:
+        raise RuntimeError("ledger.db.configure(dsn) has not been called")
+    return _dsn
+
+
+async def migrate() -> None:
+    """Apply every pending Piccolo migration of the ledger app."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    current_engine()
+    # Piccolo prints progress with emoji; keep our own output readable.
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        result = await run_forwards(app_name="ledger")
+    if not result.success:
+        raise RuntimeError(f"migration failed: {result.message}\n{out.getvalue()}")
+
+
+async def run_sql_in_migration(sql: str) -> None:
+    """Run a multi-statement SQL script inside the migration's own transaction."""
+    engine = current_engine()
+    tx = engine.current_transaction.get()
+    if tx is not None:
+        await tx.connection.execute(sql)
+        return
+    conn = await asyncpg.connect(current_dsn())
+    try:
+        async with conn.transaction():
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.execute("SET TIME ZONE 'UTC'")
+
+
+async def create_pool(dsn: str | None = None, **kwargs: Any) -> asyncpg.Pool:
+    """The asyncpg pool the append path and the read side use directly."""
+    kwargs.setdefault("min_size", 2)
+    kwargs.setdefault("max_size", 20)
+    pool = await asyncpg.create_pool(dsn or current_dsn(), init=_init_connection, **kwargs)
+    assert pool is not None
+    return pool

@@ -1,0 +1,171 @@
+"""Entry requests: decoding and validating what a client posts, once, at the edge.
+
+A request becomes a ``NewEntry``: a typed, trusted value the sequencer can
+append without looking at it again. Validation errors name the failing field
+as a JSONPath (``$.entries[3].body.amount``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ledger.canonical import canonical_bytes
+from ledger.errors import FieldError, InvalidInput, MalformedInput
+from ledger.kinds import KINDS, POSTABLE_KINDS, SYSTEM_KINDS, Body, body_decoder, body_to_builtins
+
+MAX_BATCH = 1000
+
+Visibility = Literal["public", "internal"]
+
+Subject = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f]*$",
+        description="What the entry is about, e.g. a fund, project or tender code",
+        examples=["fund/PWF-2026"],
+    ),
+]
+
+
+class EntryRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """One entry as a client posts it."""
+
+    kind: Annotated[str, msgspec.Meta(description="Entry kind, e.g. fund.receipt")]
+    subject: Subject
+    occurred_on: Annotated[
+        dt.date, msgspec.Meta(description="Date the fact happened; its year picks the log")
+    ]
+    body: Annotated[msgspec.Raw, msgspec.Meta(description="The kind's body")]
+    visibility: Visibility = "public"
+
+
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    entries: list[msgspec.Raw]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """A validated entry, ready to be sequenced into its org's log for its year."""
+
+    org: str
+    kind: str
+    subject: str
+    occurred_on: dt.date
+    visibility: str
+    body: Body
+    actor: str
+    idempotency_key: str | None = None
+
+    @property
+    def year(self) -> int:
+        return self.occurred_on.year
+
+    def body_json(self) -> dict[str, Any]:
+        return body_to_builtins(self.body)
+
+    def request_sha256(self) -> bytes:
+        """Fingerprint of what was asked, to tell a retry from a different request."""
+        doc = {
+            "kind": self.kind,
+            "subject": self.subject,
+            "occurred_on": self.occurred_on.isoformat(),
+            "visibility": self.visibility,
+            "body": self.body_json(),
+        }
+        return hashlib.sha256(canonical_bytes(doc)).digest()
+
+
+_envelope = msgspec.json.Decoder(EntryRequest)
+_batch = msgspec.json.Decoder(BatchRequest)
+_PATH_RE = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+def _field_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
+    m = _PATH_RE.match(str(exc))
+    assert m is not None
+    path = m.group("path") or "$"
+    return FieldError(prefix + path[1:], m.group("msg"))
+
+
+def _decode_one(raw: bytes | msgspec.Raw, prefix: str, org: str, actor: str) -> NewEntry:
+    try:
+        req = _envelope.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput("The entry does not validate", [_field_error(exc, prefix)]) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedInput(f"Malformed JSON: {exc}") from None
+    if req.kind not in KINDS or req.kind in SYSTEM_KINDS:
+        what = "is written by the ledger itself" if req.kind in SYSTEM_KINDS else "is unknown"
+        raise InvalidInput(
+            f"Entry kind {req.kind!r} {what}; postable kinds: {', '.join(POSTABLE_KINDS)}",
+            [FieldError(prefix + ".kind", f"must be one of: {', '.join(POSTABLE_KINDS)}")],
+            known_kinds=list(POSTABLE_KINDS),
+        )
+    try:
+        body = body_decoder(req.kind).decode(req.body)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(
+            f"The body of a {req.kind} entry does not validate",
+            [_field_error(exc, prefix + ".body")],
+        ) from None
+    return NewEntry(
+        org=org,
+        kind=req.kind,
+        subject=req.subject,
+        occurred_on=req.occurred_on,
+        visibility=req.visibility,
+        body=body,
+        actor=actor,
+    )
+
+
+def decode_entry(raw: bytes, *, org: str, actor: str, idempotency_key: str | None) -> NewEntry:
+    """Decode one posted entry; raise MalformedInput (400) or InvalidInput (422)."""
+    entry = _decode_one(raw, "$", org, actor)
+    if idempotency_key is not None:
+        entry = NewEntry(
+            org=entry.org,
+            kind=entry.kind,
+            subject=entry.subject,
+            occurred_on=entry.occurred_on,
+            visibility=entry.visibility,
+            body=entry.body,
+            actor=entry.actor,
+            idempotency_key=idempotency_key,
+        )
+    return entry
+
+
+def decode_batch(raw: bytes, *, org: str, actor: str) -> list[NewEntry]:
+    """Decode a batch of 1..1000 entries; every failing entry is named in the error."""
+    try:
+        batch = _batch.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput("The batch does not validate", [_field_error(exc, "$")]) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedInput(f"Malformed JSON: {exc}") from None
+    if not batch.entries:
+        raise InvalidInput("A batch needs at least one entry", [FieldError("$.entries", "empty")])
+    if len(batch.entries) > MAX_BATCH:
+        raise InvalidInput(
+            f"A batch holds at most {MAX_BATCH} entries; this one has {len(batch.entries)}",
+            [FieldError("$.entries", f"more than {MAX_BATCH} entries")],
+        )
+    out: list[NewEntry] = []
+    errors: list[FieldError] = []
+    for i, raw_entry in enumerate(batch.entries):
+        try:
+            out.append(_decode_one(raw_entry, f"$.entries[{i}]", org, actor))
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise InvalidInput(f"{len(errors)} entries of the batch do not validate", errors)
+    return out

@@ -1,0 +1,89 @@
+"""The ledger's errors: what went wrong, in the terms a caller can act on.
+
+Every error carries a stable ``type`` slug; the API turns it into an RFC 9457
+problem document (``https://gongkai.dev/problems/<type>``) with the HTTP status
+given here. Nothing in this module knows HTTP beyond the status number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One failing field: a JSONPath-like location (``$.body.amount``) and why."""
+
+    path: str
+    message: str
+
+
+class LedgerError(Exception):
+    status: int = 400
+    type: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class InvalidInput(LedgerError):
+    status = 422
+    type = "validation"
+    title = "The request does not validate"
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.errors = errors or []
+
+
+class MalformedInput(LedgerError):
+    status = 400
+    type = "malformed"
+    title = "The request body is not valid JSON"
+
+
+class NotFound(LedgerError):
+    status = 404
+    type = "not-found"
+    title = "Not found"
+
+
+class Conflict(LedgerError):
+    status = 409
+    type = "conflict"
+    title = "Conflict with the ledger's state"
+
+
+class IdempotencyMismatch(Conflict):
+    type = "idempotency-key-reused"
+    title = "Idempotency-Key reused with a different request"
+
+
+class Unauthorized(LedgerError):
+    status = 401
+    type = "unauthorized"
+    title = "Missing or unknown token"
+
+
+class Forbidden(LedgerError):
+    status = 403
+    type = "forbidden"
+    title = "Not allowed"
+
+
+@dataclass
+class ErrorList:
+    """Collects field errors so one response can name every failing field."""
+
+    errors: list[FieldError] = field(default_factory=list)
+
+    def add(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(path, message))
+
+    def raise_if_any(self, detail: str = "The request does not validate") -> None:
+        if self.errors:
+            raise InvalidInput(detail, self.errors)

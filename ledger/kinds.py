@@ -1,0 +1,311 @@
+"""Entry kinds: the typed body of every entry a log can hold.
+
+Each kind is a msgspec struct that rejects unknown fields; decoding a request
+body into its kind's struct is the one place bodies are validated. Inside the
+ledger the struct is trusted. ``SPEC.md`` §5 is the contract for the field names.
+
+Kinds marked *system* are written by the ledger itself (year chaining, review,
+publication) and cannot be posted through the generic entries route.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ledger.money import Amount
+
+# A NUL byte makes PostgreSQL raise; refuse it at the edge with a field path.
+_NO_NUL = r"^[^\x00]*$"
+
+Code = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$",
+        description="Identifier: letters, digits, '.', '_', '-', '/'",
+    ),
+]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_NUL)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=_NO_NUL)]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_NUL)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+Year = Annotated[int, msgspec.Meta(ge=1900, le=2999)]
+LogName = Annotated[
+    str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}/[0-9]{4}$", description="<org>/<year>")
+]
+Index = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
+
+PartyType = Literal["enterprise", "government", "institution", "individual", "other"]
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every entry body."""
+
+
+class Party(Body):
+    id: Code
+    name: Name
+    type: PartyType | None = None
+
+
+# --- funds ---------------------------------------------------------------------------
+
+FundCategory = Literal[
+    "pollution_levy", "rural_coop_medical", "subsidy", "transfer_payment", "other"
+]
+
+
+class FundOpened(Body):
+    fund_code: Code
+    name: Name
+    category: FundCategory
+    currency: Currency = "CNY"
+    allow_overdraft: bool = False
+
+
+class FundTargetSet(Body):
+    fund_code: Code
+    year: Year
+    direction: Literal["collection", "spending"]
+    amount: Amount
+
+
+class FundReceipt(Body):
+    fund_code: Code
+    amount: Amount
+    payer: Party
+    reference: ShortText
+
+
+class FundDisbursement(Body):
+    fund_code: Code
+    amount: Amount
+    payee: Party
+    purpose: Text
+    reference: ShortText
+    project_code: Code | None = None
+
+
+# --- projects ------------------------------------------------------------------------
+
+
+class Funding(Body):
+    source: ShortText
+    amount: Amount
+
+
+class ProjectRegistered(Body):
+    project_code: Code
+    name: Name
+    category: ShortText
+    location: ShortText
+    total_investment: Amount
+    funding: list[Funding] = []
+
+
+class ProjectApproval(Body):
+    project_code: Code
+    approval_type: Literal[
+        "site_selection",
+        "eia",
+        "trial_production",
+        "completion_acceptance",
+        "construction_review",
+        "other",
+    ]
+    document_no: ShortText
+    authority: Name
+    decision: ShortText
+    decided_on: dt.date
+
+
+ProjectStatusValue = Literal[
+    "planned", "approved", "under_construction", "completed", "suspended", "cancelled"
+]
+
+
+class ProjectStatus(Body):
+    project_code: Code
+    status: ProjectStatusValue
+
+
+class ProjectBudgetAmended(Body):
+    project_code: Code
+    total_investment: Amount
+    reason: Text
+
+
+# --- procurement ---------------------------------------------------------------------
+
+
+class Value(Body):
+    amount: Amount
+    currency: Currency = "CNY"
+
+
+class Period(Body):
+    start: dt.date
+    end: dt.date
+
+
+class ProcurementTender(Body):
+    tender_id: Code
+    title: Name
+    method: Literal["open", "selective", "limited", "direct"]
+    value: Value
+    period: Period
+    buyer: Party
+    project_code: Code | None = None
+
+
+class ProcurementBid(Body):
+    tender_id: Code
+    bidder: Party
+    amount: Amount
+    submitted_on: dt.date
+
+
+class ProcurementAward(Body):
+    tender_id: Code
+    supplier: Party
+    amount: Amount
+    date: dt.date
+
+
+class ProcurementContract(Body):
+    tender_id: Code
+    contract_id: Code
+    supplier: Party
+    amount: Amount
+    signed_on: dt.date
+
+
+class ProcurementAmendment(Body):
+    tender_id: Code
+    rationale: Text
+    changes: dict[Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[A-Za-z_]+$")], Any]
+
+
+class ProcurementCancelled(Body):
+    tender_id: Code
+    reason: Text
+
+
+# --- corrections and review ----------------------------------------------------------
+
+
+class CorrectionReversal(Body):
+    target_log: LogName
+    target_index: Index
+    reason: Text
+
+
+WithholdReason = Literal[
+    "state_secret",
+    "prohibited_by_law",
+    "three_security_one_stability",
+    "third_party_rights",
+    "internal_affairs",
+    "process_information",
+    "enforcement_files",
+    "administrative_query",
+]
+
+
+class ReviewApproved(Body):
+    target_log: LogName
+    target_index: Index
+
+
+class ReviewWithheld(Body):
+    target_log: LogName
+    target_index: Index
+    reason: WithholdReason
+    legal_basis: Text
+
+
+# --- year chaining and publication (system kinds) ------------------------------------
+
+
+class YearOpened(Body):
+    previous_log: LogName
+    previous_size: Index
+    previous_root: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class YearClosed(Body):
+    size: Index
+    root: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class YearArchived(Body):
+    archived_log: LogName
+    size: Index
+    root: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    bundle_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class DisclosurePublished(Body):
+    period: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-Q[1-4]$")]
+    summary_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    tree_size: Index
+
+
+#: Every kind a log may hold, with its body type.
+KINDS: dict[str, type[Body]] = {
+    "fund.opened": FundOpened,
+    "fund.target_set": FundTargetSet,
+    "fund.receipt": FundReceipt,
+    "fund.disbursement": FundDisbursement,
+    "project.registered": ProjectRegistered,
+    "project.approval": ProjectApproval,
+    "project.status": ProjectStatus,
+    "project.budget_amended": ProjectBudgetAmended,
+    "procurement.tender": ProcurementTender,
+    "procurement.bid": ProcurementBid,
+    "procurement.award": ProcurementAward,
+    "procurement.contract": ProcurementContract,
+    "procurement.amendment": ProcurementAmendment,
+    "procurement.cancelled": ProcurementCancelled,
+    "correction.reversal": CorrectionReversal,
+    "review.approved": ReviewApproved,
+    "review.withheld": ReviewWithheld,
+    "year.opened": YearOpened,
+    "year.closed": YearClosed,
+    "year.archived": YearArchived,
+    "disclosure.published": DisclosurePublished,
+}
+
+#: Kinds the ledger writes itself; a client posting one gets 422.
+SYSTEM_KINDS = frozenset(
+    {
+        "review.approved",
+        "review.withheld",
+        "year.opened",
+        "year.closed",
+        "year.archived",
+        "disclosure.published",
+    }
+)
+
+#: Kinds a client may post through the entries routes.
+POSTABLE_KINDS = tuple(sorted(k for k in KINDS if k not in SYSTEM_KINDS))
+
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    kind: msgspec.json.Decoder(body_type) for kind, body_type in KINDS.items()
+}
+
+
+def body_decoder(kind: str) -> msgspec.json.Decoder[Any]:
+    return _DECODERS[kind]
+
+
+def body_to_builtins(body: Body) -> dict[str, Any]:
+    """The body as plain JSON values (dates and amounts as strings) for the leaf."""
+    out = msgspec.to_builtins(body)
+    assert isinstance(out, dict)
+    return out

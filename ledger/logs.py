@@ -1,0 +1,189 @@
+"""The read side of logs: heads, leaf hashes, proofs and signed checkpoints.
+
+Proofs are assembled from stored perfect-subtree hashes (``tree_nodes``), so a
+proof at ten million leaves reads O(log n) rows in one query, never the leaves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import asyncpg
+
+from ledger.checkpoint import Checkpoint, NoteSigner
+from ledger.errors import InvalidInput, NotFound
+from ledger.tree import (
+    assemble_proof,
+    consistency_proof_ranges,
+    inclusion_proof_ranges,
+    nodes_for_ranges,
+)
+
+MAX_LEAVES_PAGE = 1000
+
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+
+@dataclass(frozen=True)
+class LogHead:
+    org: str
+    year: int
+    size: int
+    root: bytes
+    closed: bool
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    org: str
+    year: int
+    size: int
+    root: bytes
+    note: str
+
+
+async def get_head(conn: Conn, org: str, year: int) -> LogHead:
+    row = await conn.fetchrow(
+        "SELECT size, root, closed_at FROM logs WHERE org = $1 AND year = $2", org, year
+    )
+    if row is None:
+        raise NotFound(f"{org} has no log for {year}", log=f"{org}/{year}")
+    return LogHead(org, year, row["size"], bytes(row["root"]), row["closed_at"] is not None)
+
+
+async def list_heads(conn: Conn, org: str | None = None) -> list[LogHead]:
+    rows = await conn.fetch(
+        """SELECT org, year, size, root, closed_at FROM logs
+           WHERE $1::text IS NULL OR org = $1 ORDER BY org, year""",
+        org,
+    )
+    return [
+        LogHead(r["org"], r["year"], r["size"], bytes(r["root"]), r["closed_at"] is not None)
+        for r in rows
+    ]
+
+
+async def leaf_hashes(conn: Conn, org: str, year: int, start: int, end: int) -> list[bytes]:
+    rows = await conn.fetch(
+        """SELECT leaf_hash FROM leaves WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4
+           ORDER BY idx""",
+        org,
+        year,
+        start,
+        end,
+    )
+    return [bytes(r["leaf_hash"]) for r in rows]
+
+
+async def _node_lookup(
+    conn: Conn, org: str, year: int, nodes: set[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    leaves = [idx for level, idx in nodes if level == 0]
+    inner = [(level, idx) for level, idx in nodes if level > 0]
+    found: dict[tuple[int, int], bytes] = {}
+    if leaves:
+        for r in await conn.fetch(
+            "SELECT idx, leaf_hash FROM leaves WHERE org = $1 AND year = $2 AND idx = ANY($3)",
+            org,
+            year,
+            leaves,
+        ):
+            found[(0, r["idx"])] = bytes(r["leaf_hash"])
+    if inner:
+        for r in await conn.fetch(
+            """SELECT level, idx, hash FROM tree_nodes
+               WHERE org = $1 AND year = $2
+                 AND (level, idx) IN (SELECT * FROM unnest($3::smallint[], $4::bigint[]))""",
+            org,
+            year,
+            [n[0] for n in inner],
+            [n[1] for n in inner],
+        ):
+            found[(r["level"], r["idx"])] = bytes(r["hash"])
+    missing = nodes - found.keys()
+    if missing:
+        raise RuntimeError(f"log {org}/{year} is missing subtree hashes {sorted(missing)[:3]}")
+    return found
+
+
+def _check_size(head: LogHead, name: str, value: int) -> None:
+    if value > head.size:
+        raise InvalidInput(
+            f"{name} {value} is beyond the log's size {head.size}",
+            [],
+            field=name,
+            size=head.size,
+        )
+
+
+async def inclusion_proof(
+    conn: Conn, org: str, year: int, index: int, tree_size: int
+) -> tuple[bytes, list[bytes]]:
+    """(leaf hash, audit path) of leaf ``index`` in the tree of ``tree_size`` leaves."""
+    head = await get_head(conn, org, year)
+    _check_size(head, "tree_size", tree_size)
+    if not 0 <= index < tree_size:
+        raise InvalidInput(f"index {index} is not below tree_size {tree_size}", [])
+    ranges = inclusion_proof_ranges(index, tree_size)
+    wanted = nodes_for_ranges(ranges) | {(0, index)}
+    found = await _node_lookup(conn, org, year, wanted)
+    return found[(0, index)], assemble_proof(ranges, lambda lv, i: found[(lv, i)])
+
+
+async def consistency_proof(
+    conn: Conn, org: str, year: int, first: int, second: int
+) -> list[bytes]:
+    head = await get_head(conn, org, year)
+    _check_size(head, "second", second)
+    if not 0 <= first <= second:
+        raise InvalidInput(f"first {first} must be between 0 and second {second}", [])
+    if first == 0 or first == second:
+        return []
+    ranges = consistency_proof_ranges(first, second)
+    found = await _node_lookup(conn, org, year, nodes_for_ranges(ranges))
+    return assemble_proof(ranges, lambda lv, i: found[(lv, i)])
+
+
+async def latest_checkpoint(conn: Conn, org: str, year: int) -> SignedCheckpoint:
+    row = await conn.fetchrow(
+        """SELECT size, root, note FROM checkpoints WHERE org = $1 AND year = $2
+           ORDER BY size DESC LIMIT 1""",
+        org,
+        year,
+    )
+    if row is None:
+        await get_head(conn, org, year)  # 404 for an unknown log
+        raise NotFound(f"log {org}/{year} has no signed checkpoint yet", log=f"{org}/{year}")
+    return SignedCheckpoint(org, year, row["size"], bytes(row["root"]), row["note"])
+
+
+async def sign_due(conn: Conn, signer: NoteSigner, origin_prefix: str) -> int:
+    """Sign a checkpoint for every log whose head has no checkpoint yet.
+
+    Safe to run from several processes at once: a checkpoint is keyed by
+    (org, year, size) and the second insert of the same one is ignored.
+    Returns the number of checkpoints written.
+    """
+    rows = await conn.fetch(
+        """
+        SELECT l.org, l.year, l.size, l.root FROM logs l
+        WHERE l.size > 0 AND NOT EXISTS (
+            SELECT 1 FROM checkpoints c WHERE c.org = l.org AND c.year = l.year AND c.size = l.size)
+        """
+    )
+    if not rows:
+        return 0
+    records = []
+    for r in rows:
+        cp = Checkpoint(f"{origin_prefix}/{r['org']}/{r['year']}", r["size"], bytes(r["root"]))
+        records.append((r["org"], r["year"], r["size"], bytes(r["root"]), signer.sign(cp)))
+    result = await conn.fetch(
+        """
+        INSERT INTO checkpoints (org, year, size, root, note)
+        SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::text[])
+        ON CONFLICT DO NOTHING RETURNING size
+        """,
+        *[list(col) for col in zip(*records, strict=True)],
+    )
+    return len(result)

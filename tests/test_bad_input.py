@@ -1,0 +1,103 @@
+"""Bad input gets a clear problem+json with the field path, and writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.conftest import Org, fund_entry
+
+
+def receipt(**body: Any) -> dict[str, Any]:
+    base = {
+        "fund_code": "PWF",
+        "amount": "100.00",
+        "payer": {"id": "P1", "name": "示范钢铁有限公司", "type": "enterprise"},
+        "reference": "排征字〔2026〕1号",
+    }
+    base.update(body)
+    return {
+        "kind": "fund.receipt",
+        "subject": "fund/PWF",
+        "occurred_on": "2026-02-01",
+        "body": base,
+    }
+
+
+async def _post(client: Any, org: Org, payload: Any = None, content: bytes | None = None) -> Any:
+    url = f"/api/v1/orgs/{org.code}/entries"
+    if content is not None:
+        return await client.post(
+            url, content=content, headers={**org.auth(), "Content-Type": "application/json"}
+        )
+    return await client.post(url, json=payload, headers=org.auth())
+
+
+async def _assert_nothing_written(pool: asyncpg.Pool, org: Org) -> None:
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 0
+
+
+async def test_malformed_json_is_400(client: Any, org: Org, pool: asyncpg.Pool) -> None:
+    r = await _post(client, org, content=b'{"kind": "fund.opened", ')
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["type"] == "urn:gongkai:problem:malformed"
+    await _assert_nothing_written(pool, org)
+
+
+@pytest.mark.parametrize(
+    ("payload", "path"),
+    [
+        (receipt(amount=100), "$.body.amount"),
+        (receipt(amount="100.5"), "$.body.amount"),
+        (receipt(amount="100.000"), "$.body.amount"),
+        (receipt(amount="-1.00"), "$.body.amount"),
+        (receipt(amount="1e3"), "$.body.amount"),
+        (receipt(surprise=1), "$.body"),
+        (receipt(reference="a\x00b"), "$.body.reference"),
+        (receipt(reference="x" * 201), "$.body.reference"),
+        (receipt(payer={"id": "P1", "name": "n", "type": "alien"}), "$.body.payer.type"),
+        ({**receipt(), "occurred_on": "2026-02-30"}, "$.occurred_on"),
+        ({**receipt(), "occurred_on": "2026-13-01"}, "$.occurred_on"),
+        ({**receipt(), "extra": True}, "$"),
+        ({**receipt(), "visibility": "secret"}, "$.visibility"),
+        ({**receipt(), "subject": ""}, "$.subject"),
+        ({**receipt(), "kind": "fund.stolen"}, "$.kind"),
+        ({**receipt(), "kind": "review.approved"}, "$.kind"),
+        ({"kind": "fund.receipt", "subject": "x", "occurred_on": "2026-01-01"}, "$"),
+    ],
+)
+async def test_invalid_entry_is_422_with_field_path(
+    client: Any, org: Org, pool: asyncpg.Pool, payload: Any, path: str
+) -> None:
+    r = await _post(client, org, payload)
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert problem["status"] == 422
+    assert problem["errors"][0]["path"] == path, problem
+    await _assert_nothing_written(pool, org)
+
+
+async def test_unknown_kind_lists_the_known_ones(client: Any, org: Org) -> None:
+    r = await _post(client, org, {**receipt(), "kind": "fund.stolen"})
+    assert "fund.receipt" in r.json()["detail"]
+    assert "fund.receipt" in r.json()["known_kinds"]
+
+
+async def test_body_over_one_mebibyte_is_413(client: Any, org: Org, pool: asyncpg.Pool) -> None:
+    big = b'{"kind": "fund.opened", "subject": "' + b"x" * (1 << 20) + b'"}'
+    r = await _post(client, org, content=big)
+    assert r.status_code == 413
+    assert r.headers["content-type"].startswith("application/problem+json")
+    await _assert_nothing_written(pool, org)
+
+
+async def test_nul_escape_in_subject_is_422(client: Any, org: Org) -> None:
+    entry = fund_entry("N1")
+    entry["subject"] = "fund/\u0000"
+    r = await _post(client, org, entry)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["path"] == "$.subject"

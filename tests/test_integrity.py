@@ -1,0 +1,168 @@
+"""Integrity: gap-free indices under concurrency, append-only storage, tamper detection."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ledger.checkpoint import NoteVerifier, signer_for
+from ledger.logs import sign_due
+from ledger.settings import Settings
+from ledger.tree import leaf_hash, root_from_leaf_hashes
+from tests.conftest import ROOT, Org, fund_entry, make_org
+
+
+def run_cli(dsn: str, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "GONGKAI_DATA_DIR": str(settings.data_dir),
+        "GONGKAI_ORIGIN": settings.origin,
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+async def test_50_concurrent_posters_2000_entries_gap_free(
+    client: Any, org: Org, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    url = f"/api/v1/orgs/{org.code}/entries"
+
+    async def poster(p: int) -> list[int]:
+        out = []
+        for i in range(40):
+            r = await client.post(url, json=fund_entry(f"C{p}-{i}"), headers=org.auth())
+            assert r.status_code == 201, r.text
+            out.append(r.json()["index"])
+        return out
+
+    results = await asyncio.gather(*[poster(p) for p in range(50)])
+    indices = sorted(i for r in results for i in r)
+    assert indices == list(range(2000))
+
+    rows = await pool.fetch(
+        "SELECT leaf, leaf_hash FROM leaves WHERE org = $1 AND year = 2026 ORDER BY idx", org.code
+    )
+    hashes = [leaf_hash(bytes(r["leaf"])) for r in rows]
+    assert hashes == [bytes(r["leaf_hash"]) for r in rows]
+    head = await pool.fetchrow("SELECT size, root FROM logs WHERE org = $1", org.code)
+    assert head["size"] == 2000
+    assert bytes(head["root"]) == root_from_leaf_hashes(hashes)
+
+    signer = signer_for(settings.signing_key, settings.key_name)
+    await sign_due(pool, signer, settings.origin)
+    note = await pool.fetchval(
+        "SELECT note FROM checkpoints WHERE org = $1 AND size = 2000", org.code
+    )
+    cp = NoteVerifier.from_vkey(signer.vkey()).verify(note)
+    assert cp.root == root_from_leaf_hashes(hashes)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE leaves SET subject = 'x' WHERE org = $1",
+        "DELETE FROM leaves WHERE org = $1",
+        "UPDATE tree_nodes SET hash = hash WHERE org = $1",
+        "DELETE FROM checkpoints WHERE org = $1",
+        "UPDATE logs SET size = 0 WHERE org = $1",
+    ],
+)
+async def test_storage_refuses_update_and_delete(
+    client: Any, org: Org, pool: asyncpg.Pool, settings: Settings, sql: str
+) -> None:
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch",
+        json={"entries": [fund_entry(f"U{i}") for i in range(3)]},
+        headers=org.auth(),
+    )
+    assert r.status_code == 201
+    await sign_due(pool, signer_for(settings.signing_key, settings.key_name), settings.origin)
+    with pytest.raises(asyncpg.PostgresError, match=r"append-only|may only grow"):
+        await pool.execute(sql, org.code)
+
+
+@pytest.mark.parametrize("table", ["leaves", "tree_nodes", "checkpoints", "idempotency_keys"])
+async def test_storage_refuses_truncate(pool: asyncpg.Pool, table: str) -> None:
+    with pytest.raises(asyncpg.PostgresError, match="append-only"):
+        await pool.execute(f"TRUNCATE {table} CASCADE")
+
+
+async def test_verify_passes_then_names_a_tampered_leaf(
+    client: Any, dsn: str, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    org = await make_org("v")
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch",
+        json={"entries": [fund_entry(f"V{i}") for i in range(12)]},
+        headers=org.auth(),
+    )
+    assert r.status_code == 201
+    await sign_due(pool, signer_for(settings.signing_key, settings.key_name), settings.origin)
+
+    ok = run_cli(dsn, settings, "verify", "--org", org.code)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "12 leaves" in ok.stdout
+
+    # A superuser switches the guard off and edits one body.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("ALTER TABLE leaves DISABLE TRIGGER leaves_append_only")
+        await conn.execute(
+            """UPDATE leaves SET leaf = convert_to(replace(convert_from(leaf, 'UTF8'),
+                   '专项资金 V7', '专项资金 V8'), 'UTF8')
+               WHERE org = $1 AND idx = 7""",
+            org.code,
+        )
+        await conn.execute("ALTER TABLE leaves ENABLE TRIGGER leaves_append_only")
+
+    bad = run_cli(dsn, settings, "verify", "--org", org.code)
+    assert bad.returncode != 0
+    assert f"{org.code}/2026 index 7" in bad.stderr
+
+
+async def test_verify_detects_a_rehashed_leaf_against_the_checkpoint(
+    client: Any, dsn: str, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Rewriting bytes and hash together still breaks the signed root."""
+    org = await make_org("w")
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch",
+        json={"entries": [fund_entry(f"W{i}") for i in range(5)]},
+        headers=org.auth(),
+    )
+    assert r.status_code == 201
+    await sign_due(pool, signer_for(settings.signing_key, settings.key_name), settings.origin)
+    raw = bytes(await pool.fetchval("SELECT leaf FROM leaves WHERE org = $1 AND idx = 2", org.code))
+    forged = raw.replace("专项资金 W2".encode(), "专项资金 W9".encode())
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("ALTER TABLE leaves DISABLE TRIGGER leaves_append_only")
+        await conn.execute(
+            "UPDATE leaves SET leaf = $2, leaf_hash = $3 WHERE org = $1 AND idx = 2",
+            org.code,
+            forged,
+            leaf_hash(forged),
+        )
+        await conn.execute("ALTER TABLE leaves ENABLE TRIGGER leaves_append_only")
+    bad = run_cli(dsn, settings, "verify", "--org", org.code)
+    assert bad.returncode != 0
+    assert f"{org.code}/2026" in bad.stderr
+
+
+def test_cli_help_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, str(Path(ROOT) / "cli.py"), "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "verify" in out.stdout

@@ -1,0 +1,146 @@
+"""Posting entries over HTTP: receipts, indices, batches, idempotency, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from ledger.canonical import canonical_bytes
+from ledger.tree import leaf_hash
+from tests.conftest import Org, fund_entry
+
+
+async def test_post_returns_receipt_after_commit(client: Any, org: Org, pool: asyncpg.Pool) -> None:
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries", json=fund_entry("A1"), headers=org.auth()
+    )
+    assert r.status_code == 201, r.text
+    receipt = r.json()
+    assert receipt["log"] == f"{org.code}/2026"
+    assert receipt["index"] == 0
+    row = await pool.fetchrow(
+        "SELECT leaf, leaf_hash FROM leaves WHERE org = $1 AND year = 2026 AND idx = 0", org.code
+    )
+    assert bytes(row["leaf_hash"]).hex() == receipt["leaf_hash"]
+    assert leaf_hash(bytes(row["leaf"])) == bytes(row["leaf_hash"])
+
+
+async def test_leaf_has_the_spec_fields(client: Any, org: Org, pool: asyncpg.Pool) -> None:
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries", json=fund_entry("A2"), headers=org.auth()
+    )
+    assert r.status_code == 201
+    import orjson
+
+    raw = await pool.fetchval("SELECT leaf FROM leaves WHERE org = $1 AND idx = 0", org.code)
+    leaf = orjson.loads(raw)
+    assert list(leaf) == sorted(leaf)
+    assert set(leaf) == {
+        "v",
+        "log",
+        "index",
+        "kind",
+        "subject",
+        "occurred_on",
+        "recorded_at",
+        "actor",
+        "visibility",
+        "idempotency_key",
+        "salt",
+        "body",
+    }
+    assert leaf["v"] == 1 and leaf["actor"] == "clerk.one" and leaf["visibility"] == "public"
+    assert len(leaf["salt"]) == 32 and int(leaf["salt"], 16) >= 0
+    assert leaf["recorded_at"].endswith("Z") and len(leaf["recorded_at"]) == 27
+    assert canonical_bytes(leaf) == bytes(raw)
+
+
+async def test_indices_follow_each_other(client: Any, org: Org) -> None:
+    indices = []
+    for i in range(5):
+        r = await client.post(
+            f"/api/v1/orgs/{org.code}/entries", json=fund_entry(f"S{i}"), headers=org.auth()
+        )
+        indices.append(r.json()["index"])
+    assert indices == [0, 1, 2, 3, 4]
+
+
+async def test_fiscal_year_is_the_year_of_occurred_on(client: Any, org: Org) -> None:
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries",
+        json=fund_entry("Y1", on="2025-12-31"),
+        headers=org.auth(),
+    )
+    assert r.status_code == 201
+    assert r.json()["log"] == f"{org.code}/2025"
+
+
+async def test_batch_is_one_transaction_with_consecutive_indices(client: Any, org: Org) -> None:
+    entries = [fund_entry(f"B{i}") for i in range(250)]
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch", json={"entries": entries}, headers=org.auth()
+    )
+    assert r.status_code == 201, r.text
+    receipts = r.json()["receipts"]
+    assert [x["index"] for x in receipts] == list(range(250))
+
+
+async def test_batch_with_one_bad_entry_writes_nothing(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    entries = [fund_entry(f"C{i}") for i in range(10)]
+    entries[7]["body"]["category"] = "lottery"
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch", json={"entries": entries}, headers=org.auth()
+    )
+    assert r.status_code == 422
+    problem = r.json()
+    assert problem["errors"][0]["path"] == "$.entries[7].body.category"
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 0
+
+
+async def test_batch_over_1000_entries_is_refused(client: Any, org: Org) -> None:
+    entries = [fund_entry(f"D{i}") for i in range(1001)]
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch", json={"entries": entries}, headers=org.auth()
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["path"] == "$.entries"
+
+
+async def test_same_idempotency_key_and_request_returns_original_receipt(
+    client: Any, org: Org
+) -> None:
+    url = f"/api/v1/orgs/{org.code}/entries"
+    headers = {**org.auth(), "Idempotency-Key": "k-1"}
+    first = await client.post(url, json=fund_entry("I1"), headers=headers)
+    again = await client.post(url, json=fund_entry("I1"), headers=headers)
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json() == first.json()
+
+
+async def test_same_idempotency_key_with_other_request_is_409(client: Any, org: Org) -> None:
+    url = f"/api/v1/orgs/{org.code}/entries"
+    headers = {**org.auth(), "Idempotency-Key": "k-2"}
+    assert (await client.post(url, json=fund_entry("I2"), headers=headers)).status_code == 201
+    r = await client.post(url, json=fund_entry("I3"), headers=headers)
+    assert r.status_code == 409
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["type"] == "urn:gongkai:problem:idempotency-key-reused"
+
+
+async def test_concurrent_retries_with_one_key_make_one_entry(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    import asyncio
+
+    url = f"/api/v1/orgs/{org.code}/entries"
+    headers = {**org.auth(), "Idempotency-Key": "k-race"}
+    rs = await asyncio.gather(
+        *[client.post(url, json=fund_entry("R1"), headers=headers) for _ in range(8)]
+    )
+    assert sorted(r.status_code for r in rs) == [200] * 7 + [201]
+    assert len({r.json()["index"] for r in rs}) == 1
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 1
