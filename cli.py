@@ -102,9 +102,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     import asyncpg
-    from ledger.checkpoint import NoteVerifier, signer_for
 
     from ledger import db
+    from ledger.checkpoint import NoteVerifier, signer_for
     from ledger.fsck import total_leaves, verify_ledger
 
     async def run(dsn: str, settings: Settings) -> int:

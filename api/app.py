@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ledger.checkpoint import signer_for
 from litestar import Litestar, Request, Router, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
@@ -19,6 +18,7 @@ from api.problems import EXCEPTION_HANDLERS
 from api.runtime import Runtime, runtime
 from api.schemas import HealthOut
 from ledger import db
+from ledger.checkpoint import signer_for
 from ledger.errors import LedgerError
 from ledger.logs import sign_due
 from ledger.sequencer import GroupCommitter

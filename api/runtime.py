@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from ledger.checkpoint import NoteSigner
 from litestar import Request
 
+from ledger.checkpoint import NoteSigner
 from ledger.sequencer import GroupCommitter
 from ledger.settings import Settings
 
