@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api.auth import require
@@ -35,7 +36,11 @@ def _out(r: Receipt) -> ReceiptOut:
         "request with the same key is 409."
     ),
     tags=["staff"],
-    responses={200: None},  # type: ignore[dict-item]
+    responses={
+        200: ResponseSpec(
+            data_container=ReceiptOut, description="The original receipt of a retried request"
+        )
+    },
 )
 async def post_entry(
     request: Request[Any, Any, Any],
