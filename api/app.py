@@ -21,7 +21,7 @@ from ledger import db
 from ledger.checkpoint import signer_for
 from ledger.errors import LedgerError
 from ledger.logs import sign_due
-from ledger.sequencer import GroupCommitter
+from ledger.posting import group_committer
 from ledger.settings import Settings
 
 log = logging.getLogger("gongkai.api")
@@ -72,7 +72,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
             if settings.replica_url
             else pool
         )
-        committer = GroupCommitter(pool)
+        committer = group_committer(pool)
         committer.start()
         signer = signer_for(settings.signing_key, settings.key_name)
         rt = Runtime(settings, pool, read_pool, committer, signer)

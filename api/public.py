@@ -1,30 +1,37 @@
 """Public routes over logs: orgs, leaf hashes, checkpoints, proofs and the verifier key.
 
-No token needed. Until review exists these never return entry bodies: only
-hashes, sizes and signed checkpoints, which reveal nothing of a leaf (each is
-salted).
+No token needed. Only entries approved for publication show their content;
+the rest appear as stubs. A token of the org shows its staff everything.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Response, get
 from litestar.params import Parameter
 
+from api.auth import optional_principal, staff_of
 from api.params import NonNeg, OrgCode, Year
 from api.runtime import runtime
 from api.schemas import (
     ConsistencyProofOut,
+    EntriesPage,
+    EntryOut,
+    FundOut,
     InclusionProofOut,
     LeavesOut,
     LogOut,
     OrgDetailOut,
     OrgOut,
+    ProjectOut,
 )
-from ledger import access, logs
+from ledger import access, logs, queries
 from ledger.errors import InvalidInput
 from ledger.logs import MAX_LEAVES_PAGE
+from ledger.queries import MAX_PAGE, EntryView
 
 
 @get("/orgs", operation_id="listOrgs", summary="Disclosing bodies", tags=["public"])
@@ -131,4 +138,107 @@ async def get_vkey(request: Request[Any, Any, Any]) -> str:
     return runtime(request).signer.vkey() + "\n"
 
 
-ROUTES = [list_orgs, get_org, get_leaves, get_checkpoint, get_inclusion, get_consistency, get_vkey]
+def _entry_out(v: EntryView, with_leaf: bool = False) -> EntryOut:
+    out = EntryOut(
+        log=v.log, index=v.index, kind=v.kind, leaf_hash=v.leaf_hash, status=v.status,
+        reason=v.reason,
+    )  # fmt: skip
+    if v.full is not None:
+        for key, value in v.full.items():
+            setattr(out, key, value)
+        if with_leaf and v.leaf_bytes is not None:
+            out.leaf_bytes = v.leaf_bytes.decode()
+    return out
+
+
+async def _staff(request: Request[Any, Any, Any], org: str) -> bool:
+    return staff_of(await optional_principal(request), org)
+
+
+@get(
+    "/orgs/{org:str}/entries",
+    operation_id="listEntries",
+    summary="Entries of a body, in log order",
+    description=(
+        "Keyset-paginated. Without a token of the org, entries not approved for publication "
+        "appear as stubs, and the subject/since/until filters match approved entries only."
+    ),
+    tags=["public"],
+)
+async def list_entries(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    year: Annotated[int | None, Parameter(ge=1900, le=2999)] = None,
+    kind: Annotated[str | None, Parameter(max_length=64)] = None,
+    subject: Annotated[str | None, Parameter(max_length=200)] = None,
+    since: Annotated[dt.date | None, Parameter(description="occurred_on on or after")] = None,
+    until: Annotated[dt.date | None, Parameter(description="occurred_on on or before")] = None,
+    cursor: Annotated[str | None, Parameter(max_length=64)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+) -> EntriesPage:
+    await access.get_org(org)
+    staff = await _staff(request, org)
+    items, next_cursor = await queries.list_entries(
+        runtime(request).pool if staff else runtime(request).read_pool,
+        org,
+        queries.EntryFilter(year, kind, subject, since, until),
+        staff=staff,
+        cursor=cursor,
+        limit=limit,
+    )
+    return EntriesPage(items=[_entry_out(v) for v in items], next_cursor=next_cursor)
+
+
+@get(
+    "/orgs/{org:str}/logs/{year:int}/entries/{index:int}",
+    operation_id="getEntry",
+    summary="One entry, with its leaf bytes when it may be shown",
+    tags=["public"],
+)
+async def get_entry(
+    request: Request[Any, Any, Any], org: OrgCode, year: Year, index: NonNeg
+) -> EntryOut:
+    staff = await _staff(request, org)
+    view = await queries.get_entry(runtime(request).pool, org, year, index, staff=staff)
+    return _entry_out(view, with_leaf=True)
+
+
+@get("/orgs/{org:str}/funds", operation_id="listFunds", summary="Funds", tags=["public"])
+async def list_funds(request: Request[Any, Any, Any], org: OrgCode) -> list[FundOut]:
+    await access.get_org(org)
+    staff = await _staff(request, org)
+    return [FundOut(**f) for f in await queries.list_funds(runtime(request).pool, org, staff=staff)]
+
+
+@get("/orgs/{org:str}/funds/{code:str}", operation_id="getFund", summary="A fund", tags=["public"])
+async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: str) -> FundOut:
+    staff = await _staff(request, org)
+    return FundOut(**await queries.get_fund(runtime(request).pool, org, code, staff=staff))
+
+
+@get(
+    "/orgs/{org:str}/projects/{code:str}",
+    operation_id="getProject",
+    summary="A project: budget vs disbursed, approvals, status and tenders",
+    tags=["public"],
+)
+async def get_project(request: Request[Any, Any, Any], org: OrgCode, code: str) -> ProjectOut:
+    staff = await _staff(request, org)
+    p = await queries.get_project(runtime(request).pool, org, code, staff=staff)
+    return msgspec.convert(p, ProjectOut)
+
+
+ROUTES = [
+    list_orgs,
+    get_org,
+    get_leaves,
+    get_checkpoint,
+    get_inclusion,
+    get_consistency,
+    get_vkey,
+    list_entries,
+    get_entry,
+    list_funds,
+    get_fund,
+    get_project,
+]

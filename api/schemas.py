@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -69,3 +69,100 @@ class OrgDetailOut(msgspec.Struct):
 
 class HealthOut(msgspec.Struct):
     status: str
+
+
+class EntryOut(msgspec.Struct, omit_defaults=True):
+    """An entry. Approved entries (and, for staff of the org, all) carry their content;
+    others are stubs: index, kind, leaf hash, status and the withholding reason."""
+
+    log: Annotated[str, Meta(description="<org>/<year>")]
+    index: int
+    kind: str
+    leaf_hash: Annotated[str, Meta(description="SHA-256(0x00 || leaf bytes), lowercase hex")]
+    status: Annotated[
+        str, Meta(description="approved | pending | withheld | internal (publication status)")
+    ]
+    reason: Annotated[str | None, Meta(description="Ground for withholding")] = None
+    legal_basis: str | None = None
+    subject: str | None = None
+    occurred_on: str | None = None
+    recorded_at: str | None = None
+    visibility: str | None = None
+    actor: str | None = None
+    body: dict[str, Any] | None = None
+    reversed_by: Annotated[str | None, Meta(description="<log>#<index> of its reversal")] = None
+    leaf_bytes: Annotated[
+        str | None,
+        Meta(description="The canonical leaf (UTF-8 JSON text) that leaf_hash commits to"),
+    ] = None
+
+
+class EntriesPage(msgspec.Struct):
+    items: list[EntryOut]
+    next_cursor: Annotated[
+        str | None, Meta(description="Pass as cursor for the next page; null at the end")
+    ]
+
+
+class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
+    decision: Literal["approve", "withhold"]
+    reason: str | None = None
+    legal_basis: Annotated[str, Meta(max_length=2000)] | None = None
+
+
+class PendingOut(msgspec.Struct):
+    log: str
+    index: int
+    kind: str
+    subject: str
+    actor: Annotated[str, Meta(description="Who posted it")]
+    recorded_on: str
+    age_working_days: Annotated[int, Meta(description="Working days since it was recorded")]
+    overdue: Annotated[bool, Meta(description="Pending more than 20 working days")]
+
+
+class PendingList(msgspec.Struct):
+    items: list[PendingOut]
+    overdue: int
+
+
+class FundOut(msgspec.Struct, omit_defaults=True):
+    fund_code: str
+    name: str
+    category: str
+    currency: str
+    allow_overdraft: bool
+    balance: Annotated[
+        str | None,
+        Meta(description="Staff: the balance of all postings; public: of approved entries"),
+    ] = None
+    visibility: str | None = None
+    status: str | None = None
+
+
+class ApprovalOut(msgspec.Struct):
+    approval_type: str
+    document_no: str
+    authority: str
+    decision: str
+    decided_on: str
+    entry: str
+
+
+class ProjectTenderOut(msgspec.Struct):
+    tender_id: str
+    title: str
+    status: str
+    value: str
+
+
+class ProjectOut(msgspec.Struct):
+    project_code: str
+    name: str
+    category: str
+    location: str
+    status: str
+    budget: Annotated[str, Meta(description="Total investment, yuan")]
+    disbursed: Annotated[str, Meta(description="Disbursed to it from funds, yuan")]
+    approvals: list[ApprovalOut]
+    tenders: list[ProjectTenderOut]

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api.auth import require
-from api.params import OrgCode
+from api.params import NonNeg, OrgCode, Year
 from api.runtime import runtime
-from api.schemas import BatchReceiptsOut, ReceiptOut
+from api.schemas import (
+    BatchReceiptsOut,
+    PendingList,
+    PendingOut,
+    ReceiptOut,
+    ReviewIn,
+)
 from ledger.entries import decode_batch, decode_entry
-from ledger.sequencer import IdempotencyRace, Receipt, append_entries, find_idempotent
+from ledger.posting import post_entries
+from ledger.queries import pending_entries
+from ledger.review import review_entry
+from ledger.sequencer import IdempotencyRace, Receipt, find_idempotent
+from ledger.workdays import WorkCalendar, china_today
 
 POSTERS: set[Any] = {"clerk", "admin"}
+REVIEWERS: set[Any] = {"reviewer", "admin"}
+STAFF: set[Any] = {"clerk", "reviewer", "auditor", "admin"}
 
 
 def _out(r: Receipt) -> ReceiptOut:
@@ -80,9 +92,65 @@ async def post_batch(request: Request[Any, Any, Any], org: OrgCode) -> BatchRece
     principal = await require(request, org, POSTERS)
     entries = decode_batch(await request.body(), org=org, actor=principal.name)
     rt = runtime(request)
-    async with rt.pool.acquire() as conn, conn.transaction():
-        receipts = await append_entries(conn, entries, effects=rt.committer.effects)
+    async with rt.pool.acquire() as conn:
+        receipts = await post_entries(conn, entries)
     return BatchReceiptsOut(receipts=[_out(r) for r in receipts])
 
 
-ROUTES = [post_entry, post_batch]
+@post(
+    "/orgs/{org:str}/logs/{year:int}/entries/{index:int}/review",
+    status_code=201,
+    operation_id="reviewEntry",
+    summary="Approve an entry for publication, or withhold it",
+    description=(
+        "Appends review.approved or review.withheld (with one of the Regulations' grounds "
+        "and its legal basis). The reviewer must not be the entry's poster (403); an entry "
+        "is reviewed once (409)."
+    ),
+    tags=["staff"],
+)
+async def review(
+    request: Request[Any, Any, Any], org: OrgCode, year: Year, index: NonNeg, data: ReviewIn
+) -> ReceiptOut:
+    principal = await require(request, org, REVIEWERS)
+    entry = review_entry(
+        org=org,
+        year=year,
+        index=index,
+        decision=data.decision,
+        reason=data.reason,
+        legal_basis=data.legal_basis,
+        reviewer=principal.name,
+        today=china_today(),
+    )
+    return _out(await runtime(request).committer.submit(entry))
+
+
+@get(
+    "/orgs/{org:str}/review/pending",
+    operation_id="listPendingReview",
+    summary="Entries awaiting review, with their age in working days",
+    tags=["staff"],
+)
+async def pending(request: Request[Any, Any, Any], org: OrgCode) -> PendingList:
+    await require(request, org, STAFF)
+    items = await pending_entries(runtime(request).pool, org, china_today(), WorkCalendar())
+    return PendingList(
+        items=[
+            PendingOut(
+                log=p.log,
+                index=p.index,
+                kind=p.kind,
+                subject=p.subject,
+                actor=p.actor,
+                recorded_on=p.recorded_on.isoformat(),
+                age_working_days=p.age_working_days,
+                overdue=p.overdue,
+            )
+            for p in items
+        ],
+        overdue=sum(p.overdue for p in items),
+    )
+
+
+ROUTES = [post_entry, post_batch, review, pending]

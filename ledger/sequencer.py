@@ -209,6 +209,13 @@ async def append_entries(
     if not entries:
         return []
     keys = sorted({(e.org, e.year) for e in entries})
+    # One lock orders everything an org writes (its logs and its books), taken
+    # first and in code order so that transactions never wait on each other in a
+    # cycle (SPEC §8: one org's writes are ordered by one lock).
+    await conn.execute(
+        "SELECT 1 FROM orgs WHERE code = ANY($1::text[]) ORDER BY code FOR NO KEY UPDATE",
+        sorted({k[0] for k in keys}),
+    )
     openers = await _open_logs(conn, keys)
     heads = await _lock_heads(conn, keys)
     for key in keys:

@@ -1,0 +1,336 @@
+"""The read side of entries and books: what the public and staff may see.
+
+Publication status of an entry: ``internal`` (never public), ``pending`` (public,
+awaiting review), ``approved`` or ``withheld`` (reviewed). Entries the ledger
+writes itself (year chaining, reviews, publications) are ``approved`` at once.
+The public sees bodies of approved entries only; every other entry appears as a
+stub ``{index, kind, leaf_hash, status, reason?}``. Staff of the org see all.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from ledger.errors import InvalidInput, MalformedInput, NotFound
+from ledger.kinds import SYSTEM_KINDS
+from ledger.money import from_fen
+
+MAX_PAGE = 1000
+_SYSTEM = sorted(SYSTEM_KINDS)
+
+
+@dataclass(frozen=True)
+class EntryView:
+    log: str
+    year: int
+    index: int
+    kind: str
+    leaf_hash: str
+    status: str
+    reason: str | None
+    #: None for a stub.
+    full: dict[str, Any] | None
+    leaf_bytes: bytes | None
+
+
+def status_of(kind: str, visibility: str, decision: str | None) -> str:
+    if visibility != "public":
+        return "internal"
+    if kind in SYSTEM_KINDS:
+        return "approved"
+    return decision or "pending"
+
+
+def encode_cursor(year: int, index: int) -> str:
+    return base64.urlsafe_b64encode(struct.pack(">iq", year, index)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        year, index = struct.unpack(">iq", raw)
+    except (ValueError, struct.error):
+        raise MalformedInput(f"Bad cursor {cursor!r}: use next_cursor as given") from None
+    return int(year), int(index)
+
+
+_ENTRY_SELECT = """
+    SELECT l.year, l.idx, l.kind, l.subject, l.occurred_on, l.recorded_at, l.actor,
+           l.visibility, l.leaf_hash, l.leaf, r.decision, r.reason, r.legal_basis,
+           v.year AS rev_year, v.idx AS rev_idx
+    FROM leaves l
+    LEFT JOIN reviews r ON r.org = l.org AND r.target_year = l.year AND r.target_index = l.idx
+    LEFT JOIN reversals v ON v.org = l.org AND v.target_year = l.year AND v.target_index = l.idx
+"""
+
+
+def _view(org: str, r: asyncpg.Record, staff: bool) -> EntryView:
+    status = status_of(r["kind"], r["visibility"], r["decision"])
+    log = f"{org}/{r['year']}"
+    leaf_hash = bytes(r["leaf_hash"]).hex()
+    if not staff and status != "approved":
+        return EntryView(log, r["year"], r["idx"], r["kind"], leaf_hash, status,
+                         r["reason"], None, None)  # fmt: skip
+    leaf = orjson.loads(r["leaf"])
+    full: dict[str, Any] = {
+        "subject": r["subject"],
+        "occurred_on": r["occurred_on"].isoformat(),
+        "recorded_at": leaf["recorded_at"],
+        "visibility": r["visibility"],
+        "actor": r["actor"],
+        "body": leaf["body"],
+    }
+    if r["rev_year"] is not None:
+        full["reversed_by"] = f"{org}/{r['rev_year']}#{r['rev_idx']}"
+    if r["decision"] == "withheld":
+        full["legal_basis"] = r["legal_basis"]
+    return EntryView(log, r["year"], r["idx"], r["kind"], leaf_hash, status, r["reason"], full,
+                     bytes(r["leaf"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    year: int | None = None
+    kind: str | None = None
+    subject: str | None = None
+    since: dt.date | None = None
+    until: dt.date | None = None
+
+    def check(self) -> None:
+        if self.since and self.until and self.until < self.since:
+            raise InvalidInput("until is before since", [], field="until")
+
+
+async def list_entries(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    org: str,
+    flt: EntryFilter,
+    *,
+    staff: bool,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[EntryView], str | None]:
+    """A page of entries in (year, index) order, and the cursor of the next page."""
+    flt.check()
+    where = ["l.org = $1"]
+    args: list[Any] = [org]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if flt.year is not None:
+        where.append(f"l.year = {arg(flt.year)}")
+    if flt.kind is not None:
+        where.append(f"l.kind = {arg(flt.kind)}")
+    if flt.subject is not None:
+        where.append(f"l.subject = {arg(flt.subject)}")
+    if flt.since is not None:
+        where.append(f"l.occurred_on >= {arg(flt.since)}")
+    if flt.until is not None:
+        where.append(f"l.occurred_on <= {arg(flt.until)}")
+    if not staff and (flt.subject is not None or flt.since is not None or flt.until is not None):
+        # Filtering on content must not reveal what withheld entries are about.
+        where.append(
+            f"l.visibility = 'public' AND (r.decision = 'approved' OR l.kind = ANY({arg(_SYSTEM)}))"
+        )
+    if cursor is not None:
+        year, index = decode_cursor(cursor)
+        where.append(f"(l.year, l.idx) > ({arg(year)}, {arg(index)})")
+    sql = (
+        f"{_ENTRY_SELECT} WHERE {' AND '.join(where)} ORDER BY l.year, l.idx LIMIT {arg(limit + 1)}"
+    )
+    rows = await conn.fetch(sql, *args)
+    items = [_view(org, r, staff) for r in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].year, items[-1].index) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def get_entry(
+    conn: asyncpg.Connection | asyncpg.Pool, org: str, year: int, index: int, *, staff: bool
+) -> EntryView:
+    row = await conn.fetchrow(
+        f"{_ENTRY_SELECT} WHERE l.org = $1 AND l.year = $2 AND l.idx = $3", org, year, index
+    )
+    if row is None:
+        raise NotFound(f"No entry {index} in log {org}/{year}")
+    return _view(org, row, staff)
+
+
+@dataclass(frozen=True)
+class PendingEntry:
+    log: str
+    index: int
+    kind: str
+    subject: str
+    actor: str
+    recorded_on: dt.date
+    age_working_days: int
+    overdue: bool
+
+
+async def pending_entries(
+    conn: asyncpg.Connection | asyncpg.Pool, org: str, today: dt.date, calendar: Any
+) -> list[PendingEntry]:
+    """Public entries awaiting review, oldest first, with their age in working days."""
+    rows = await conn.fetch(
+        """
+        SELECT l.year, l.idx, l.kind, l.subject, l.actor, l.recorded_at
+        FROM leaves l
+        LEFT JOIN reviews r ON r.org = l.org AND r.target_year = l.year AND r.target_index = l.idx
+        WHERE l.org = $1 AND l.visibility = 'public' AND r.org IS NULL
+          AND NOT l.kind = ANY($2)
+        ORDER BY l.recorded_at, l.year, l.idx
+        """,
+        org,
+        _SYSTEM,
+    )
+    out = []
+    for r in rows:
+        recorded = r["recorded_at"].astimezone(CHINA).date()
+        age = calendar.working_days_between(recorded, today)
+        out.append(
+            PendingEntry(
+                f"{org}/{r['year']}",
+                r["idx"],
+                r["kind"],
+                r["subject"],
+                r["actor"],
+                recorded,
+                age,
+                age > PROACTIVE_DISCLOSURE_DAYS,
+            )
+        )
+    return out
+
+
+#: Proactive disclosure within 20 working days of the record being made.
+PROACTIVE_DISCLOSURE_DAYS = 20
+CHINA = dt.timezone(dt.timedelta(hours=8))
+
+
+# --- books ---------------------------------------------------------------------------
+
+
+async def list_funds(conn: Any, org: str, *, staff: bool) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT f.*, (SELECT status FROM (SELECT CASE WHEN r.decision IS NOT NULL
+                    THEN r.decision ELSE 'pending' END AS status
+                  FROM leaves l LEFT JOIN reviews r ON r.org = l.org AND r.target_year = l.year
+                       AND r.target_index = l.idx
+                  WHERE l.org = f.org AND l.year = f.opened_year AND l.idx = f.opened_index) s)
+                  AS opened_status
+           FROM funds f WHERE f.org = $1 ORDER BY f.fund_code""",
+        org,
+    )
+    out = []
+    for r in rows:
+        if not staff and (r["visibility"] != "public" or r["opened_status"] != "approved"):
+            continue
+        item = {
+            "fund_code": r["fund_code"],
+            "name": r["name"],
+            "category": r["category"],
+            "currency": r["currency"],
+            "allow_overdraft": r["allow_overdraft"],
+        }
+        if staff:
+            item["balance"] = from_fen(r["balance_fen"])
+            item["visibility"] = r["visibility"]
+            item["status"] = "internal" if r["visibility"] != "public" else r["opened_status"]
+        out.append(item)
+    return out
+
+
+async def get_fund(conn: Any, org: str, code: str, *, staff: bool) -> dict[str, Any]:
+    for fund in await list_funds(conn, org, staff=staff):
+        if fund["fund_code"] == code:
+            if not staff:
+                totals = await conn.fetchrow(
+                    """SELECT coalesce(sum(receipts_fen), 0) AS r,
+                              coalesce(sum(disbursements_fen), 0) AS d
+                       FROM fund_periods WHERE org = $1 AND fund_code = $2 AND scope = 'public'""",
+                    org,
+                    code,
+                )
+                fund["balance"] = from_fen(totals["r"] - totals["d"])
+            return fund
+    raise NotFound(f"No fund {code!r} in {org}", fund_code=code)
+
+
+async def get_project(conn: Any, org: str, code: str, *, staff: bool) -> dict[str, Any]:
+    r = await conn.fetchrow(
+        """SELECT p.*, rv.decision FROM projects p
+           LEFT JOIN reviews rv ON rv.org = p.org AND rv.target_year = p.registered_year
+                AND rv.target_index = p.registered_index
+           WHERE p.org = $1 AND p.project_code = $2""",
+        org,
+        code,
+    )
+    if r is None or (not staff and r["decision"] != "approved"):
+        raise NotFound(f"No project {code!r} in {org}", project_code=code)
+    approvals = await conn.fetch(
+        """SELECT a.*, rv.decision AS review_decision FROM project_approvals a
+           LEFT JOIN reviews rv ON rv.org = a.org AND rv.target_year = a.year
+                AND rv.target_index = a.idx
+           WHERE a.org = $1 AND a.project_code = $2 ORDER BY a.decided_on, a.year, a.idx""",
+        org,
+        code,
+    )
+    tenders = await conn.fetch(
+        """SELECT t.tender_id, t.title, t.status, t.value_fen, rv.decision FROM tenders t
+           LEFT JOIN reviews rv ON rv.org = t.org AND rv.target_year = t.year
+                AND rv.target_index = t.idx
+           WHERE t.org = $1 AND t.project_code = $2 ORDER BY t.tender_id""",
+        org,
+        code,
+    )
+    if staff:
+        disbursed = r["disbursed_fen"]
+    else:
+        disbursed = await conn.fetchval(
+            """SELECT coalesce(sum(p.amount_fen), 0) FROM postings p
+               JOIN reviews rv ON rv.org = p.org AND rv.target_year = p.year
+                    AND rv.target_index = p.idx AND rv.decision = 'approved'
+               WHERE p.org = $1 AND p.account = $2""",
+            org,
+            f"project:{code}",
+        )
+    return {
+        "project_code": r["project_code"],
+        "name": r["name"],
+        "category": r["category"],
+        "location": r["location"],
+        "status": r["status"],
+        "budget": from_fen(r["total_investment_fen"]),
+        "disbursed": from_fen(disbursed),
+        "approvals": [
+            {
+                "approval_type": a["approval_type"],
+                "document_no": a["document_no"],
+                "authority": a["authority"],
+                "decision": a["decision"],
+                "decided_on": a["decided_on"].isoformat(),
+                "entry": f"{org}/{a['year']}#{a['idx']}",
+            }
+            for a in approvals
+            if staff or a["review_decision"] == "approved"
+        ],
+        "tenders": [
+            {
+                "tender_id": t["tender_id"],
+                "title": t["title"],
+                "status": t["status"],
+                "value": from_fen(t["value_fen"]),
+            }
+            for t in tenders
+            if staff or t["decision"] == "approved"
+        ],
+    }
