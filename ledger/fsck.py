@@ -5,7 +5,8 @@ leaf hash; its indexed columns agree with the bytes; indices run 0..n-1 with
 no gap; every stored subtree hash equals the one recomputed from the leaves;
 every signed checkpoint's signature verifies and its root equals the root
 recomputed at its size; the head equals the recomputed tree. The first
-failure of each log is reported with its log and index.
+failure of each log is reported with its log and index. Then the books:
+postings balance per entry and add up to every fund's balance.
 """
 
 from __future__ import annotations
@@ -207,7 +208,62 @@ async def verify_ledger(
                 )
         except _LogFailed as failed:
             report.problems.append(failed.problem)
+    await _verify_books(conn, org, report)
     return report
+
+
+async def _verify_books(conn: asyncpg.Connection, org: str | None, report: Report) -> None:
+    """Double entry holds: every entry's postings sum to zero, every monetary leaf has
+    postings, and every fund's balance is the sum of its fund postings."""
+    unbalanced = await conn.fetchrow(
+        """SELECT org, year, idx, sum(amount_fen) AS total FROM postings
+           WHERE $1::text IS NULL OR org = $1
+           GROUP BY org, year, idx HAVING sum(amount_fen) <> 0 ORDER BY org, year, idx LIMIT 1""",
+        org,
+    )
+    if unbalanced is not None:
+        report.problems.append(
+            Problem(
+                f"{unbalanced['org']}/{unbalanced['year']}",
+                unbalanced["idx"],
+                f"postings do not balance (they sum to {unbalanced['total']} fen)",
+            )
+        )
+    missing = await conn.fetchrow(
+        """SELECT l.org, l.year, l.idx FROM leaves l
+           WHERE ($1::text IS NULL OR l.org = $1)
+             AND l.kind IN ('fund.receipt', 'fund.disbursement')
+             AND NOT EXISTS (SELECT 1 FROM postings p
+                             WHERE p.org = l.org AND p.year = l.year AND p.idx = l.idx)
+           ORDER BY l.org, l.year, l.idx LIMIT 1""",
+        org,
+    )
+    if missing is not None:
+        report.problems.append(
+            Problem(
+                f"{missing['org']}/{missing['year']}",
+                missing["idx"],
+                "monetary entry has no postings",
+            )
+        )
+    drift = await conn.fetchrow(
+        """SELECT f.org, f.fund_code, f.balance_fen, coalesce(sum(p.amount_fen), 0) AS posted
+           FROM funds f LEFT JOIN postings p
+             ON p.org = f.org AND p.fund_code = f.fund_code AND p.account = 'fund:' || f.fund_code
+           WHERE $1::text IS NULL OR f.org = $1
+           GROUP BY f.org, f.fund_code, f.balance_fen
+           HAVING f.balance_fen <> coalesce(sum(p.amount_fen), 0) LIMIT 1""",
+        org,
+    )
+    if drift is not None:
+        report.problems.append(
+            Problem(
+                drift["org"],
+                None,
+                f"fund {drift['fund_code']} balance {drift['balance_fen']} fen differs from "
+                f"its postings {drift['posted']} fen",
+            )
+        )
 
 
 async def total_leaves(
