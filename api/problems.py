@@ -66,7 +66,7 @@ def problem(
     title: str | None = None,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
-    **extra: Any,
+    extra: dict[str, Any] | None = None,
 ) -> Response[Any]:
     default_slug, default_title = _TITLES.get(status, ("error", "Error"))
     content: dict[str, Any] = {
@@ -79,8 +79,8 @@ def problem(
         content["instance"] = request.url.path
     if errors is not None:
         content["errors"] = errors
-    for key, value in extra.items():
-        content.setdefault(key, value)
+    for key, value in (extra or {}).items():
+        content.setdefault(key, value)  # never overrides the RFC 9457 members
     return Response(content, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -95,11 +95,12 @@ def ledger_error_handler(request: Request[Any, Any, Any], exc: LedgerError) -> R
         errors=[{"path": e.path, "message": e.message} for e in errors]
         if errors is not None
         else None,
-        **exc.extra,
+        extra=exc.extra,
     )
 
 
-def _param_path(key: str, source: str | None) -> str:
+def _param_path(key: str, source: Any) -> str:
+    source = getattr(source, "value", source)  # Litestar gives a ParamType enum
     if source in ("query", "path", "header", "cookie"):
         return f"{source}.{key}"
     return f"$.{key}" if key else "$"

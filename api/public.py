@@ -6,14 +6,18 @@ the rest appear as stubs. A token of the org shows its staff everything.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from api import exports
 from api.auth import optional_principal, staff_of
+from api.exports import ExportStream
 from api.params import NonNeg, OrgCode, Year
 from api.runtime import runtime
 from api.schemas import (
@@ -21,15 +25,19 @@ from api.schemas import (
     EntriesPage,
     EntryOut,
     FundOut,
+    FundSummaryOut,
     InclusionProofOut,
     LeavesOut,
     LogOut,
     OrgDetailOut,
     OrgOut,
+    ProcurementSummaryOut,
     ProjectOut,
+    ProjectSummaryOut,
+    TenderOut,
 )
-from ledger import access, logs, queries
-from ledger.errors import InvalidInput
+from ledger import access, logs, ocds, queries, summaries
+from ledger.errors import InvalidInput, NotFound
 from ledger.logs import MAX_LEAVES_PAGE
 from ledger.queries import MAX_PAGE, EntryView
 
@@ -159,6 +167,12 @@ async def _staff(request: Request[Any, Any, Any], org: str) -> bool:
     "/orgs/{org:str}/entries",
     operation_id="listEntries",
     summary="Entries of a body, in log order",
+    responses={
+        200: ResponseSpec(
+            data_container=EntriesPage,
+            description="A page of entries; with format=csv or ndjson, a stream of every row",
+        )
+    },
     description=(
         "Keyset-paginated. Without a token of the org, entries not approved for publication "
         "appear as stubs, and the subject/since/until filters match approved entries only."
@@ -175,13 +189,30 @@ async def list_entries(
     until: Annotated[dt.date | None, Parameter(description="occurred_on on or before")] = None,
     cursor: Annotated[str | None, Parameter(max_length=64)] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+    format: Annotated[
+        Literal["json", "csv", "ndjson"],
+        Parameter(description="csv and ndjson stream every matching row (no paging)"),
+    ] = "json",
 ) -> EntriesPage:
     await access.get_org(org)
     staff = await _staff(request, org)
+    flt = queries.EntryFilter(year, kind, subject, since, until)
+    if format != "json":
+        flt.check()
+        pool = runtime(request).pool if staff else runtime(request).read_pool
+        rows = queries.stream_entries(pool, org, flt, staff=staff)
+        lines = exports.csv_lines(rows) if format == "csv" else exports.ndjson_lines(rows)
+        media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+        name = f"{org}-entries.{format}"
+        return ExportStream(  # type: ignore[return-value]
+            lines,
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
     items, next_cursor = await queries.list_entries(
         runtime(request).pool if staff else runtime(request).read_pool,
         org,
-        queries.EntryFilter(year, kind, subject, since, until),
+        flt,
         staff=staff,
         cursor=cursor,
         limit=limit,
@@ -228,7 +259,120 @@ async def get_project(request: Request[Any, Any, Any], org: OrgCode, code: str) 
     return msgspec.convert(p, ProjectOut)
 
 
+def _signer(request: Request[Any, Any, Any], staff: bool) -> tuple[Any, Any]:
+    """The pool a summary reads (staff read their own writes), and the checkpoint signer."""
+    rt = runtime(request)
+    return (rt.pool if staff else rt.read_pool), rt.signer
+
+
+@get(
+    "/orgs/{org:str}/funds/{code:str}/summary",
+    operation_id="getFundSummary",
+    summary="A fund's flows by month, quarter or year, against its target",
+    tags=["public"],
+)
+async def get_fund_summary(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    code: str,
+    year: Annotated[int, Parameter(ge=1900, le=2999)],
+    period: Literal["month", "quarter", "year"] = "month",
+) -> FundSummaryOut:
+    staff = await _staff(request, org)
+    pool, signer = _signer(request, staff)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        summary = await summaries.fund_summary(
+            conn, org, code, year=year, period=period, staff=staff, signer=signer,
+            origin=runtime(request).settings.origin,
+        )  # fmt: skip
+    return msgspec.convert(dataclasses.asdict(summary), FundSummaryOut)
+
+
+@get("/orgs/{org:str}/projects", operation_id="listProjects", summary="Projects", tags=["public"])
+async def list_projects(request: Request[Any, Any, Any], org: OrgCode) -> list[ProjectSummaryOut]:
+    await access.get_org(org)
+    staff = await _staff(request, org)
+    rows = await queries.list_projects(runtime(request).pool, org, staff=staff)
+    return [msgspec.convert(r, ProjectSummaryOut) for r in rows]
+
+
+@get(
+    "/orgs/{org:str}/procurement/tenders",
+    operation_id="listTenders",
+    summary="Tenders",
+    tags=["public"],
+)
+async def list_tenders(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    year: Annotated[int | None, Parameter(ge=1900, le=2999)] = None,
+) -> list[TenderOut]:
+    await access.get_org(org)
+    staff = await _staff(request, org)
+    rows = await queries.list_tenders(runtime(request).pool, org, staff=staff, year=year)
+    return [msgspec.convert(r, TenderOut) for r in rows]
+
+
+@get(
+    "/orgs/{org:str}/procurement/summary",
+    operation_id="getProcurementSummary",
+    summary="Tenders, awards, competition and speed for a year",
+    tags=["public"],
+)
+async def get_procurement_summary(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    year: Annotated[int, Parameter(ge=1900, le=2999)],
+) -> ProcurementSummaryOut:
+    await access.get_org(org)
+    staff = await _staff(request, org)
+    pool, signer = _signer(request, staff)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        summary = await summaries.procurement_summary(
+            conn, org, year=year, staff=staff, signer=signer,
+            origin=runtime(request).settings.origin,
+        )  # fmt: skip
+    return msgspec.convert(dataclasses.asdict(summary), ProcurementSummaryOut)
+
+
+@get(
+    "/orgs/{org:str}/procurement/ocds",
+    operation_id="getOcdsReleasePackage",
+    summary="Procurement of a year as an OCDS 1.1 release package",
+    description="One release per procurement entry; validates against OCDS 1.1.5.",
+    tags=["public"],
+)
+async def get_ocds(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    year: Annotated[int, Parameter(ge=1900, le=2999)],
+) -> dict[str, Any]:
+    info = await access.get_org(org)
+    staff = await _staff(request, org)
+    rt = runtime(request)
+    leaves = await queries.procurement_leaves(
+        rt.pool if staff else rt.read_pool, org, year=year, staff=staff
+    )
+    package = ocds.build_release_package(
+        leaves,
+        ocid_prefix=rt.settings.ocid_prefix,
+        publisher=info.name,
+        uri=f"{request.base_url}api/v1/orgs/{org}/procurement/ocds?year={year}",
+        published_date=max(
+            (leaf["recorded_at"] for leaf in leaves), default=f"{year}-01-01T00:00:00Z"
+        ),
+    )
+    if not package["releases"]:
+        raise NotFound(f"{org} has no published procurement for {year}")
+    return package
+
+
 ROUTES = [
+    get_ocds,
+    get_fund_summary,
+    list_projects,
+    list_tenders,
+    get_procurement_summary,
     list_orgs,
     get_org,
     get_leaves,

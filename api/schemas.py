@@ -166,3 +166,86 @@ class ProjectOut(msgspec.Struct):
     disbursed: Annotated[str, Meta(description="Disbursed to it from funds, yuan")]
     approvals: list[ApprovalOut]
     tenders: list[ProjectTenderOut]
+
+
+class AsOfOut(msgspec.Struct):
+    """The tree state a summary was computed from."""
+
+    log: Annotated[str, Meta(description="<org>/<year>")]
+    tree_size: Annotated[int, Meta(description="The numbers are those of leaves [0, tree_size)")]
+    root: Annotated[str, Meta(description="Root hash at tree_size, lowercase hex")]
+    checkpoint: Annotated[
+        str | None, Meta(description="The signed note for tree_size (C2SP signed note)")
+    ]
+
+
+class FundRowOut(msgspec.Struct, omit_defaults=True):
+    period: Annotated[str, Meta(description="2026-03, 2026-Q1 or 2026")]
+    opening: str
+    receipts: str
+    disbursements: str
+    closing: str
+    target: Annotated[str | None, Meta(description="The year's target, if one was set")]
+    target_ratio: Annotated[
+        str | None,
+        Meta(description="Year-to-date collections (or spending) over the target, 4 places"),
+    ]
+    pending: Annotated[
+        int | None, Meta(description="Public only: entries of the period awaiting review")
+    ] = None
+    withheld: Annotated[int | None, Meta(description="Public only: entries withheld")] = None
+
+
+class FundSummaryOut(msgspec.Struct):
+    org: str
+    fund_code: str
+    year: int
+    period: str
+    scope: Annotated[str, Meta(description="public (approved entries) or all (staff)")]
+    direction: Annotated[str | None, Meta(description="collection or spending target")]
+    rows: list[FundRowOut]
+    as_of: AsOfOut
+    reviews_as_of: Annotated[
+        list[AsOfOut], Meta(description="Later logs holding reviews that the numbers reflect")
+    ]
+
+
+class ProcurementSummaryOut(msgspec.Struct, omit_defaults=True):
+    org: str
+    year: int
+    scope: str
+    tenders: int
+    cancelled: int
+    awarded: int
+    awarded_total: str
+    contracted_total: str
+    mean_bidders: Annotated[str | None, Meta(description="Mean bidders per competitive tender")]
+    single_bidder_tenders: int
+    median_days_to_award: Annotated[
+        str | None, Meta(description="Median days from tender period start to award")
+    ]
+    as_of: AsOfOut
+    reviews_as_of: list[AsOfOut]
+    pending: int | None = None
+    withheld: int | None = None
+
+
+class ProjectSummaryOut(msgspec.Struct):
+    project_code: str
+    name: str
+    status: str
+    budget: str
+    disbursed: str
+
+
+class TenderOut(msgspec.Struct, omit_defaults=True):
+    tender_id: str
+    title: str
+    method: str
+    status: str
+    value: str
+    currency: str
+    period_start: str
+    period_end: str
+    project_code: str | None = None
+    entry: Annotated[str | None, Meta(description="<log>#<index> of the tender entry")] = None

@@ -153,7 +153,9 @@ class Books:
         self.tenders: dict[str, Tender | None] = {}
         self.targets: dict[tuple[int, int], Target | None] = {}
         self.postings: list[tuple[Any, ...]] = []
-        self.periods: dict[tuple[str, str, dt.date], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        self.periods: dict[tuple[str, str, dt.date], list[int]] = defaultdict(
+            lambda: [0, 0, 0, 0, 0, 0]
+        )
         self.fund_targets: dict[tuple[str, int, str], tuple[int, int, int]] = {}
         self.approvals: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
@@ -399,6 +401,10 @@ class Books:
                     period[3] += 1 if amount < 0 else -1
         # Double entry: the lines of one entry always sum to zero.
         assert sum(p[6] for p in self.postings[start:]) == 0
+        if s.entry.visibility == "public":
+            # Public summaries say how many of the month's entries await review.
+            fund_code = self.postings[start][4]
+            self.periods[(fund_code, "public", month)][4] += 1
 
     def _check_balance(self, fund: Fund, outflow: int, what: str) -> None:
         if outflow <= fund.balance or fund.allow_overdraft:
@@ -444,14 +450,16 @@ class Books:
             await c.execute(
                 """
                 INSERT INTO fund_periods AS p (org, fund_code, scope, month, receipts_fen,
-                    disbursements_fen, receipts_n, disbursements_n)
+                    disbursements_fen, receipts_n, disbursements_n, pending_n, withheld_n)
                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::bigint[],
-                    $6::bigint[], $7::int[], $8::int[])
+                    $6::bigint[], $7::int[], $8::int[], $9::int[], $10::int[])
                 ON CONFLICT (org, fund_code, scope, month) DO UPDATE SET
                     receipts_fen = p.receipts_fen + EXCLUDED.receipts_fen,
                     disbursements_fen = p.disbursements_fen + EXCLUDED.disbursements_fen,
                     receipts_n = p.receipts_n + EXCLUDED.receipts_n,
-                    disbursements_n = p.disbursements_n + EXCLUDED.disbursements_n
+                    disbursements_n = p.disbursements_n + EXCLUDED.disbursements_n,
+                    pending_n = p.pending_n + EXCLUDED.pending_n,
+                    withheld_n = p.withheld_n + EXCLUDED.withheld_n
                 """,
                 org,
                 *map(list, zip(*[(*key, *v) for key, v in self.periods.items()], strict=True)),
@@ -637,7 +645,7 @@ def _project_status(b: Books, s: Sequenced) -> None:
         raise Conflict(
             f"Project {project.code} is {project.status}; it can become "
             + (", ".join(allowed) if allowed else "nothing else (final)"),
-            status=project.status,
+            current_status=project.status,
             allowed=list(allowed),
         )
     project.status = body.status
@@ -869,18 +877,21 @@ def _review(b: Books, s: Sequenced) -> None:
             ),
         )
     )
-    if approved:
-        # The public summaries move only when an entry is approved for publication.
-        for p in target.postings:
-            if not p.account.startswith("fund:"):
-                continue
-            period = b.periods[(p.fund_code, "public", p.month)]
-            if p.flow == "receipt":
-                period[0] += p.amount
-                period[2] += 1 if p.amount > 0 else -1
-            else:
-                period[1] -= p.amount
-                period[3] += 1 if p.amount < 0 else -1
+    for p in target.postings:
+        if not p.account.startswith("fund:"):
+            continue
+        period = b.periods[(p.fund_code, "public", p.month)]
+        period[4] -= 1
+        if not approved:
+            period[5] += 1
+            continue
+        # The public summaries' amounts move only when an entry is approved.
+        if p.flow == "receipt":
+            period[0] += p.amount
+            period[2] += 1 if p.amount > 0 else -1
+        else:
+            period[1] -= p.amount
+            period[3] += 1 if p.amount < 0 else -1
 
 
 _HANDLERS = {

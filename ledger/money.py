@@ -50,8 +50,13 @@ def to_fen(amount: Decimal | str) -> int:
     return int(fen)
 
 
-def from_fen(fen: int) -> str:
+def from_fen(fen: int | Decimal) -> str:
     """Integer fen to the canonical two-place string (``-12.50`` for -1250)."""
+    if isinstance(fen, Decimal):
+        # PostgreSQL's sum(bigint) is numeric; it is still whole fen.
+        if fen != fen.to_integral_value():
+            raise ValueError(f"not a whole number of fen: {fen}")
+        fen = int(fen)
     sign = "-" if fen < 0 else ""
     whole, part = divmod(abs(fen), 100)
     return f"{sign}{whole}.{part:02d}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,16 +109,9 @@ class EntryFilter:
             raise InvalidInput("until is before since", [], field="until")
 
 
-async def list_entries(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    org: str,
-    flt: EntryFilter,
-    *,
-    staff: bool,
-    cursor: str | None,
-    limit: int,
-) -> tuple[list[EntryView], str | None]:
-    """A page of entries in (year, index) order, and the cursor of the next page."""
+def _entries_sql(
+    org: str, flt: EntryFilter, *, staff: bool, cursor: str | None, limit: int | None
+) -> tuple[str, list[Any]]:
     flt.check()
     where = ["l.org = $1"]
     args: list[Any] = [org]
@@ -144,13 +138,40 @@ async def list_entries(
     if cursor is not None:
         year, index = decode_cursor(cursor)
         where.append(f"(l.year, l.idx) > ({arg(year)}, {arg(index)})")
-    sql = (
-        f"{_ENTRY_SELECT} WHERE {' AND '.join(where)} ORDER BY l.year, l.idx LIMIT {arg(limit + 1)}"
-    )
+    sql = f"{_ENTRY_SELECT} WHERE {' AND '.join(where)} ORDER BY l.year, l.idx"
+    if limit is not None:
+        sql += f" LIMIT {arg(limit)}"
+    return sql, args
+
+
+async def list_entries(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    org: str,
+    flt: EntryFilter,
+    *,
+    staff: bool,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[EntryView], str | None]:
+    """A page of entries in (year, index) order, and the cursor of the next page."""
+    sql, args = _entries_sql(org, flt, staff=staff, cursor=cursor, limit=limit + 1)
     rows = await conn.fetch(sql, *args)
     items = [_view(org, r, staff) for r in rows[:limit]]
     next_cursor = encode_cursor(items[-1].year, items[-1].index) if len(rows) > limit else None
     return items, next_cursor
+
+
+async def stream_entries(
+    pool: asyncpg.Pool, org: str, flt: EntryFilter, *, staff: bool
+) -> AsyncIterator[EntryView]:
+    """Every matching entry, read through a server-side cursor: constant memory."""
+    sql, args = _entries_sql(org, flt, staff=staff, cursor=None, limit=None)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        async for row in conn.cursor(sql, *args, prefetch=STREAM_PREFETCH):
+            yield _view(org, row, staff)
+
+
+STREAM_PREFETCH = 1000
 
 
 async def get_entry(
@@ -334,3 +355,94 @@ async def get_project(conn: Any, org: str, code: str, *, staff: bool) -> dict[st
             if staff or t["decision"] == "approved"
         ],
     }
+
+
+async def list_projects(conn: Any, org: str, *, staff: bool) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT p.project_code, p.name, p.status, p.total_investment_fen, p.disbursed_fen,
+                  rv.decision
+           FROM projects p
+           LEFT JOIN reviews rv ON rv.org = p.org AND rv.target_year = p.registered_year
+                AND rv.target_index = p.registered_index
+           WHERE p.org = $1 ORDER BY p.project_code""",
+        org,
+    )
+    out = []
+    for r in rows:
+        if not staff and r["decision"] != "approved":
+            continue
+        out.append(
+            {
+                "project_code": r["project_code"],
+                "name": r["name"],
+                "status": r["status"],
+                "budget": from_fen(r["total_investment_fen"]),
+                # Public: see the project's own route for approved disbursements only.
+                "disbursed": from_fen(r["disbursed_fen"]) if staff else None,
+            }
+        )
+    if not staff:
+        disbursed = {
+            r["account"][8:]: r["total"]
+            for r in await conn.fetch(
+                """SELECT p.account, sum(p.amount_fen) AS total FROM postings p
+                   JOIN reviews rv ON rv.org = p.org AND rv.target_year = p.year
+                        AND rv.target_index = p.idx AND rv.decision = 'approved'
+                   WHERE p.org = $1 AND p.account LIKE 'project:%' GROUP BY p.account""",
+                org,
+            )
+        }
+        for item in out:
+            item["disbursed"] = from_fen(disbursed.get(item["project_code"], 0))
+    return out
+
+
+async def list_tenders(
+    conn: Any, org: str, *, staff: bool, year: int | None = None
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT t.*, rv.decision FROM tenders t
+           LEFT JOIN reviews rv ON rv.org = t.org AND rv.target_year = t.year
+                AND rv.target_index = t.idx
+           WHERE t.org = $1 AND ($2::int IS NULL OR t.year = $2) ORDER BY t.year, t.idx""",
+        org,
+        year,
+    )
+    return [
+        {
+            "tender_id": r["tender_id"],
+            "title": r["title"],
+            "method": r["method"],
+            "status": r["status"],
+            "value": from_fen(r["value_fen"]),
+            "currency": r["currency"],
+            "period_start": r["period_start"].isoformat(),
+            "period_end": r["period_end"].isoformat(),
+            "project_code": r["project_code"],
+            "entry": f"{org}/{r['year']}#{r['idx']}",
+        }
+        for r in rows
+        if staff or r["decision"] == "approved"
+    ]
+
+
+async def procurement_leaves(
+    conn: Any, org: str, *, year: int, staff: bool
+) -> list[dict[str, Any]]:
+    """The leaves an OCDS export is built from: procurement entries of the year and the
+    reversals of them, in log order; for the public, approved ones only."""
+    rows = await conn.fetch(
+        """SELECT l.leaf, l.kind, l.visibility, rv.decision FROM leaves l
+           LEFT JOIN reviews rv ON rv.org = l.org AND rv.target_year = l.year
+                AND rv.target_index = l.idx
+           WHERE l.org = $1 AND l.year = $2
+             AND (l.kind LIKE 'procurement.%' OR l.kind = 'correction.reversal')
+           ORDER BY l.idx""",
+        org,
+        year,
+    )
+    return [
+        orjson.loads(r["leaf"])
+        for r in rows
+        if staff or status_of(r["kind"], r["visibility"], r["decision"]) == "approved"
+    ]

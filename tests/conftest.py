@@ -132,3 +132,18 @@ def fund_entry(code: str, on: str = "2026-03-15", **extra: Any) -> dict[str, Any
         "body": {"fund_code": code, "name": f"专项资金 {code}", "category": "subsidy"},
         **extra,
     }
+
+
+DEMO_YEAR = 2025
+
+
+@pytest.fixture(scope="session")
+async def demo(dsn: str, settings: Settings, client: Any) -> str:
+    """The demo data set for DEMO_YEAR, loaded once per run; returns the load summary."""
+    from ledger.demo import load_demo
+
+    return await load_demo(dsn, settings, year=DEMO_YEAR)
+
+
+def conformance_dir() -> Path:
+    return Path(os.environ.get("GONGKAI_CONFORMANCE_DIR") or ROOT.parent / "shared" / "conformance")

@@ -1,0 +1,337 @@
+"""Summaries: fund flows by period and procurement, read from tables kept as posted.
+
+A summary never scans entries: fund flows come from ``fund_periods`` (one row a
+fund and month), procurement from the tenders of the year. Each summary is read
+in one snapshot together with the head of its log, and states that head as
+``as_of {log, tree_size, checkpoint}``: the numbers are exactly those of the
+leaves up to that size. Public summaries count approved entries only and say how
+many of the period's entries are pending or withheld; staff see everything.
+
+Public numbers also move when a review is appended, and a review of a year's
+entry may sit in a later year's log; ``reviews_as_of`` then names those logs too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Literal
+
+import asyncpg
+
+from ledger.checkpoint import Checkpoint, NoteSigner
+from ledger.errors import InvalidInput, NotFound
+from ledger.money import from_fen
+
+Period = Literal["month", "quarter", "year"]
+
+
+@dataclass(frozen=True)
+class AsOf:
+    log: str
+    tree_size: int
+    root: str
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class FundRow:
+    period: str
+    opening: str
+    receipts: str
+    disbursements: str
+    closing: str
+    target: str | None
+    target_ratio: str | None
+    pending: int | None = None
+    withheld: int | None = None
+
+
+@dataclass(frozen=True)
+class FundSummary:
+    org: str
+    fund_code: str
+    year: int
+    period: str
+    scope: str
+    direction: str | None
+    rows: list[FundRow]
+    as_of: AsOf
+    reviews_as_of: list[AsOf] = field(default_factory=list)
+
+
+def period_label(month: dt.date, period: Period) -> str:
+    if period == "month":
+        return f"{month.year}-{month.month:02d}"
+    if period == "quarter":
+        return f"{month.year}-Q{(month.month - 1) // 3 + 1}"
+    return str(month.year)
+
+
+def ratio(amount: int, target: int | None) -> str | None:
+    if not target:
+        return None
+    return str((Decimal(amount) / Decimal(target)).quantize(Decimal("0.0001"), ROUND_HALF_EVEN))
+
+
+async def _as_of(
+    conn: asyncpg.Connection, org: str, year: int, signer: NoteSigner | None, origin: str
+) -> AsOf:
+    head = await conn.fetchrow(
+        "SELECT size, root FROM logs WHERE org = $1 AND year = $2", org, year
+    )
+    if head is None:
+        from ledger.tree import EMPTY_ROOT
+
+        return AsOf(f"{org}/{year}", 0, EMPTY_ROOT.hex(), None)
+    note = await conn.fetchval(
+        "SELECT note FROM checkpoints WHERE org = $1 AND year = $2 AND size = $3",
+        org,
+        year,
+        head["size"],
+    )
+    if note is None and signer is not None and head["size"] > 0:
+        # The head has no stored checkpoint yet (appended under a second ago): sign it
+        # here. Ed25519 is deterministic, so this is the very note the background signer
+        # stores for this size if the head is still there when it runs; not storing it
+        # keeps this read a pure read of its snapshot.
+        note = signer.sign(Checkpoint(f"{origin}/{org}/{year}", head["size"], bytes(head["root"])))
+    return AsOf(f"{org}/{year}", head["size"], bytes(head["root"]).hex(), note)
+
+
+async def snapshot_as_of(
+    conn: asyncpg.Connection, org: str, year: int, signer: NoteSigner | None, origin: str
+) -> tuple[AsOf, list[AsOf]]:
+    """The head of the year's log, and of later logs (where its reviews may be)."""
+    main = await _as_of(conn, org, year, signer, origin)
+    later = [
+        await _as_of(conn, org, r["year"], signer, origin)
+        for r in await conn.fetch(
+            "SELECT year FROM logs WHERE org = $1 AND year > $2 ORDER BY year", org, year
+        )
+    ]
+    return main, later
+
+
+async def fund_summary(
+    conn: asyncpg.Connection,
+    org: str,
+    code: str,
+    *,
+    year: int,
+    period: Period,
+    staff: bool,
+    signer: NoteSigner | None,
+    origin: str,
+) -> FundSummary:
+    """MUST run inside a REPEATABLE READ transaction so numbers and as_of agree."""
+    fund = await conn.fetchrow(
+        """SELECT f.visibility, rv.decision FROM funds f
+           LEFT JOIN reviews rv ON rv.org = f.org AND rv.target_year = f.opened_year
+                AND rv.target_index = f.opened_index
+           WHERE f.org = $1 AND f.fund_code = $2""",
+        org,
+        code,
+    )
+    if fund is None or (
+        not staff and (fund["visibility"] != "public" or fund["decision"] != "approved")
+    ):
+        raise NotFound(f"No fund {code!r} in {org}", fund_code=code)
+    scope = "all" if staff else "public"
+    opening = await conn.fetchval(
+        """SELECT coalesce(sum(receipts_fen - disbursements_fen), 0) FROM fund_periods
+           WHERE org = $1 AND fund_code = $2 AND scope = $3 AND month < $4""",
+        org,
+        code,
+        scope,
+        dt.date(year, 1, 1),
+    )
+    months = await conn.fetch(
+        """SELECT month, receipts_fen, disbursements_fen, pending_n, withheld_n
+           FROM fund_periods WHERE org = $1 AND fund_code = $2 AND scope = $3
+             AND month >= $4 AND month < $5 ORDER BY month""",
+        org,
+        code,
+        scope,
+        dt.date(year, 1, 1),
+        dt.date(year + 1, 1, 1),
+    )
+    counts: dict[dt.date, tuple[int, int]] = {}
+    if not staff:
+        counts = {r["month"]: (r["pending_n"], r["withheld_n"]) for r in months}
+    target_row = await conn.fetchrow(
+        """SELECT direction, amount_fen FROM fund_targets
+           WHERE org = $1 AND fund_code = $2 AND year = $3
+           ORDER BY direction = 'collection' DESC LIMIT 1""",
+        org,
+        code,
+        year,
+    )
+    direction = target_row["direction"] if target_row else None
+    target = target_row["amount_fen"] if target_row else None
+
+    buckets: dict[str, list[int]] = {}
+    order: list[str] = []
+    last_month = 12
+    for m in range(1, last_month + 1):
+        label = period_label(dt.date(year, m, 1), period)
+        if label not in buckets:
+            buckets[label] = [0, 0, 0, 0]
+            order.append(label)
+    by_month = {r["month"]: r for r in months}
+    for m in range(1, 13):
+        month = dt.date(year, m, 1)
+        r = by_month.get(month)
+        if r is None:
+            continue
+        b = buckets[period_label(month, period)]
+        b[0] += r["receipts_fen"]
+        b[1] += r["disbursements_fen"]
+        pend, withheld = counts.get(month, (0, 0))
+        b[2] += pend
+        b[3] += withheld
+    rows = []
+    balance = opening
+    cumulative_in = cumulative_out = 0
+    for label in order:
+        receipts, disbursements, pend, withheld = buckets[label]
+        cumulative_in += receipts
+        cumulative_out += disbursements
+        progress = cumulative_in if direction == "collection" else cumulative_out
+        rows.append(
+            FundRow(
+                period=label,
+                opening=from_fen(balance),
+                receipts=from_fen(receipts),
+                disbursements=from_fen(disbursements),
+                closing=from_fen(balance + receipts - disbursements),
+                target=from_fen(target) if target is not None else None,
+                target_ratio=ratio(progress, target),
+                pending=None if staff else pend,
+                withheld=None if staff else withheld,
+            )
+        )
+        balance += receipts - disbursements
+    as_of, later = await snapshot_as_of(conn, org, year, signer, origin)
+    return FundSummary(org, code, year, period, scope, direction, rows, as_of,
+                       later if not staff else [])  # fmt: skip
+
+
+# --- procurement -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcurementSummary:
+    org: str
+    year: int
+    scope: str
+    tenders: int
+    cancelled: int
+    awarded: int
+    awarded_total: str
+    contracted_total: str
+    mean_bidders: str | None
+    single_bidder_tenders: int
+    median_days_to_award: str | None
+    pending: int | None
+    withheld: int | None
+    as_of: AsOf
+    reviews_as_of: list[AsOf]
+
+
+async def procurement_summary(
+    conn: asyncpg.Connection,
+    org: str,
+    *,
+    year: int,
+    staff: bool,
+    signer: NoteSigner | None,
+    origin: str,
+) -> ProcurementSummary:
+    """Tenders of the year (by the year of the tender entry), their bids, awards and contracts.
+
+    Public: tenders and events approved for publication only; withheld and pending
+    tenders are counted, not described. MUST run in a REPEATABLE READ transaction.
+    """
+    rows = await conn.fetch(
+        """
+        SELECT t.tender_id, t.status, t.period_start, t.year, t.idx, rv.decision
+        FROM tenders t
+        LEFT JOIN reviews rv
+               ON rv.org = t.org AND rv.target_year = t.year AND rv.target_index = t.idx
+        WHERE t.org = $1 AND t.year = $2
+        """,
+        org,
+        year,
+    )
+    visible = [r for r in rows if staff or r["decision"] == "approved"]
+    pending = sum(1 for r in rows if r["decision"] is None)
+    withheld = sum(1 for r in rows if r["decision"] == "withheld")
+    events = await conn.fetch(
+        """
+        SELECT e.tender_id, e.kind, e.party_id, e.amount_fen, e.on_date, rv.decision
+        FROM procurement_events e
+        LEFT JOIN reviews rv
+               ON rv.org = e.org AND rv.target_year = e.year AND rv.target_index = e.idx
+        WHERE e.org = $1 AND e.tender_id = ANY($2) AND NOT e.reversed
+        """,
+        org,
+        [r["tender_id"] for r in visible],
+    )
+    shown = [e for e in events if staff or e["decision"] == "approved"]
+    bidders: dict[str, set[str]] = {r["tender_id"]: set() for r in visible}
+    awards: dict[str, tuple[int, dt.date]] = {}
+    contracted = 0
+    for e in shown:
+        if e["kind"] == "bid":
+            bidders[e["tender_id"]].add(e["party_id"])
+        elif e["kind"] == "award":
+            awards[e["tender_id"]] = (e["amount_fen"], e["on_date"])
+        else:
+            contracted += e["amount_fen"]
+    competitive = [t for t in visible if bidders[t["tender_id"]]]
+    days = [
+        (awards[t["tender_id"]][1] - t["period_start"]).days
+        for t in visible
+        if t["tender_id"] in awards
+    ]
+    mean = (
+        str(
+            (
+                Decimal(sum(len(bidders[t["tender_id"]]) for t in competitive)) / len(competitive)
+            ).quantize(Decimal("0.01"))
+        )
+        if competitive
+        else None
+    )
+    as_of, later = await snapshot_as_of(conn, org, year, signer, origin)
+    return ProcurementSummary(
+        org=org,
+        year=year,
+        scope="all" if staff else "public",
+        tenders=len(visible),
+        cancelled=sum(1 for t in visible if t["status"] == "cancelled"),
+        awarded=len(awards),
+        awarded_total=from_fen(sum(a[0] for a in awards.values())),
+        contracted_total=from_fen(contracted),
+        mean_bidders=mean,
+        single_bidder_tenders=sum(1 for t in competitive if len(bidders[t["tender_id"]]) == 1),
+        median_days_to_award=str(statistics.median(days)) if days else None,
+        pending=None if staff else pending,
+        withheld=None if staff else withheld,
+        as_of=as_of,
+        reviews_as_of=later if not staff else [],
+    )
+
+
+def check_year(year: int) -> None:
+    if not 1900 <= year <= 2999:
+        raise InvalidInput("year must be between 1900 and 2999", [], field="year")
+
+
+def as_dict(obj: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.asdict(obj)
