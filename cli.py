@@ -156,10 +156,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(summary)
 
     asyncio.run(prepare())
+    _json_logs()
     app = create_app(settings, dsn)
     print(f"Gongkai serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def _json_logs() -> None:
+    """The service logs one JSON object a line (access lines carry the request id)."""
+    import os
+
+    from api.web import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    if os.environ.get("GONGKAI_ACCESS_LOG", "1") == "0":
+        logging.getLogger("gongkai.access").setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Litestar, Request, Router, get
+from litestar.config.compression import CompressionConfig
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
 
@@ -17,6 +20,7 @@ from api.openapi import TruthfulJsonRenderPlugin
 from api.problems import EXCEPTION_HANDLERS
 from api.runtime import Runtime, runtime
 from api.schemas import HealthOut
+from api.web import Metrics, RateLimiter, web_middleware
 from ledger import db
 from ledger.checkpoint import signer_for
 from ledger.errors import LedgerError
@@ -43,6 +47,23 @@ async def readyz(request: Request[Any, Any, Any]) -> HealthOut:
     except Exception as exc:
         raise ServiceUnavailable("the database is not reachable") from exc
     return HealthOut(status="ready")
+
+
+@get(
+    "/metrics",
+    operation_id="metrics",
+    tags=["service"],
+    summary="Prometheus metrics",
+    media_type="text/plain; version=0.0.4; charset=utf-8",
+)
+async def metrics(request: Request[Any, Any, Any]) -> str:
+    rt = runtime(request)
+    rows = await rt.read_pool.fetch(
+        "SELECT org, year, max(size) AS size FROM checkpoints GROUP BY org, year ORDER BY 1, 2"
+    )
+    sizes = [(r["org"], r["year"], r["size"]) for r in rows]
+    result: str = request.app.state.metrics.render(sizes)
+    return result
 
 
 class ServiceUnavailable(LedgerError):
@@ -73,6 +94,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
             else pool
         )
         committer = group_committer(pool)
+        committer.on_commit = app.state.metrics.on_commit
         committer.start()
         signer = signer_for(settings.signing_key, settings.key_name)
         rt = Runtime(settings, pool, read_pool, committer, signer)
@@ -93,9 +115,21 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
             await pool.close()
 
     api_v1 = Router(path="/api/v1", route_handlers=[*staff.ROUTES, *public.ROUTES])
+    stats = Metrics()
+    limiter = RateLimiter(settings.public_rate_limit)
     return Litestar(
-        route_handlers=[api_v1, healthz, readyz],
+        route_handlers=[api_v1, healthz, readyz, metrics],
         lifespan=[lifespan],
+        state=State({"metrics": stats}),
+        middleware=[web_middleware(stats, limiter)],
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        cors_config=CORSConfig(
+            allow_origins=["*"],
+            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match"],
+            expose_headers=["ETag", "X-Request-Id", "Retry-After", "Content-Disposition"],
+            max_age=600,
+        ),
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(

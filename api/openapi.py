@@ -8,6 +8,7 @@ envelope schema, with the body's schema chosen by ``kind`` (if/then).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import msgspec
@@ -25,16 +26,22 @@ def _entry_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     schemas, components = msgspec.json.schema_components(
         [EntryRequest, *body_types], ref_template=REF
     )
-    envelope = components["EntryRequest"]
-    envelope["properties"]["kind"] = {"type": "string", "enum": list(POSTABLE_KINDS)}
-    envelope["properties"]["body"] = {"type": "object", "description": "The kind's body"}
-    envelope["allOf"] = [
-        {
-            "if": {"properties": {"kind": {"const": kind}}},
-            "then": {"properties": {"body": schema}},
-        }
-        for kind, schema in zip(POSTABLE_KINDS, schemas[1:], strict=True)
-    ]
+    envelope = components.pop("EntryRequest")
+    # One variant per kind: the body's schema follows from the kind. (oneOf of plain
+    # objects rather than if/then, so that generators such as schemathesis can use it.)
+    variants = []
+    for kind, schema in zip(POSTABLE_KINDS, schemas[1:], strict=True):
+        name = "Entry_" + kind.replace(".", "_")
+        variant = copy.deepcopy(envelope)
+        variant["title"] = f"{kind} entry"
+        variant["properties"]["kind"] = {"type": "string", "const": kind}
+        variant["properties"]["body"] = schema
+        components[name] = variant
+        variants.append({"$ref": REF.format(name=name)})
+    components["EntryRequest"] = {
+        "description": envelope.get("description", "One entry as a client posts it"),
+        "oneOf": variants,
+    }
     batch = {
         "type": "object",
         "required": ["entries"],
@@ -55,10 +62,64 @@ def _entry_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     }
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "Stable URN of the kind of problem"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Each failing field: its path and why",
+            "items": {
+                "type": "object",
+                "required": ["path", "message"],
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+
+_ERRORS = {
+    "400": "Malformed request (bad JSON, bad cursor)",
+    "401": "Missing or unknown token",
+    "403": "The token may not do this (other org, or role)",
+    "404": "No such body, log, entry, fund, project or tender",
+    "409": "Conflicts with the ledger's state",
+    "413": "Request body over 1 MiB",
+    "422": "Does not validate; errors name each field",
+    "429": "Rate limited; see Retry-After",
+    "500": "Internal error (logged)",
+    "503": "Database unreachable",
+}
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": REF.format(name="Problem")}}},
+    }
+
+
 def patch_openapi(doc: dict[str, Any]) -> dict[str, Any]:
+    """Request bodies by kind, the problem documents every route may answer, bearer auth."""
     components, bodies = _entry_schema()
-    doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
-    for path_item in doc.get("paths", {}).values():
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(components)
+    schemas["Problem"] = PROBLEM_SCHEMA
+    doc["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token from `gongkai token create`; acts for one org in one role",
+        }
+    }
+    for path, path_item in doc.get("paths", {}).items():
         for operation in path_item.values():
             if not isinstance(operation, dict):
                 continue
@@ -68,6 +129,18 @@ def patch_openapi(doc: dict[str, Any]) -> dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": ref}}},
                 }
+            responses = operation.setdefault("responses", {})
+            # Litestar documents its own 400 shape; ours is a problem document.
+            for status, description in _ERRORS.items():
+                if status == "400" or status not in responses:
+                    responses[status] = _problem_response(description)
+            if path.startswith("/api/v1"):
+                # Staff may send a token to any route (public GETs then show everything).
+                operation["security"] = [{"bearer": []}, {}]
+            if operation.get("operationId") == "listEntries":
+                ok = responses["200"].setdefault("content", {})
+                ok["text/csv"] = {"schema": {"type": "string"}}
+                ok["application/x-ndjson"] = {"schema": {"type": "string"}}
     return doc
 
 

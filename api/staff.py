@@ -94,6 +94,7 @@ async def post_batch(request: Request[Any, Any, Any], org: OrgCode) -> BatchRece
     rt = runtime(request)
     async with rt.pool.acquire() as conn:
         receipts = await post_entries(conn, entries)
+    request.app.state.metrics.on_commit(len(receipts))
     return BatchReceiptsOut(receipts=[_out(r) for r in receipts])
 
 

@@ -760,16 +760,15 @@ def _procurement_amendment(b: Books, s: Sequenced) -> None:
     assert isinstance(body, k.ProcurementAmendment)
     tender = _open_tender(b, body.tender_id, "amendment")
     changes = body.changes
-    try:
-        if "title" in changes:
-            tender.title = str(changes["title"])
-        if "value" in changes:
-            tender.value = to_fen(str(changes["value"]["amount"]))
-        if "period" in changes:
-            tender.start = dt.date.fromisoformat(changes["period"]["start"])
-            tender.end = dt.date.fromisoformat(changes["period"]["end"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _invalid("$.body.changes", f"cannot apply these changes: {exc}") from None
+    if changes.title is None and changes.value is None and changes.period is None:
+        if changes.description is None:
+            raise _invalid("$.body.changes", "an amendment must change something")
+    if changes.title is not None:
+        tender.title = changes.title
+    if changes.value is not None:
+        tender.value = to_fen(changes.value.amount)
+    if changes.period is not None:
+        tender.start, tender.end = changes.period.start, changes.period.end
     if tender.end < tender.start:
         raise _invalid("$.body.changes.period", "the tender period ends before it starts")
     tender.dirty = True

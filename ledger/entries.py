@@ -20,6 +20,8 @@ from ledger.errors import FieldError, InvalidInput, MalformedInput
 from ledger.kinds import KINDS, POSTABLE_KINDS, SYSTEM_KINDS, Body, body_decoder, body_to_builtins
 
 MAX_BATCH = 1000
+#: Fiscal years a log may have.
+MIN_YEAR, MAX_YEAR = 1900, 2999
 
 Visibility = Literal["public", "internal"]
 
@@ -102,6 +104,11 @@ def _decode_one(raw: bytes | msgspec.Raw, prefix: str, org: str, actor: str) -> 
         raise InvalidInput("The entry does not validate", [_field_error(exc, prefix)]) from None
     except msgspec.DecodeError as exc:
         raise MalformedInput(f"Malformed JSON: {exc}") from None
+    if not MIN_YEAR <= req.occurred_on.year <= MAX_YEAR:
+        raise InvalidInput(
+            f"occurred_on must be in the years {MIN_YEAR} to {MAX_YEAR}",
+            [FieldError(prefix + ".occurred_on", f"year outside {MIN_YEAR}..{MAX_YEAR}")],
+        )
     if req.kind not in KINDS or req.kind in SYSTEM_KINDS:
         what = "is written by the ledger itself" if req.kind in SYSTEM_KINDS else "is unknown"
         raise InvalidInput(

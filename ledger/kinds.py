@@ -184,10 +184,19 @@ class ProcurementContract(Body):
     signed_on: dt.date
 
 
+class AmendmentChanges(Body):
+    """What an amendment changes in the tender; at least one field."""
+
+    title: Name | None = None
+    value: Value | None = None
+    period: Period | None = None
+    description: Text | None = None
+
+
 class ProcurementAmendment(Body):
     tender_id: Code
     rationale: Text
-    changes: dict[Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[A-Za-z_]+$")], Any]
+    changes: AmendmentChanges
 
 
 class ProcurementCancelled(Body):

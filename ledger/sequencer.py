@@ -31,7 +31,7 @@ import asyncpg
 
 from ledger.canonical import canonical_bytes
 from ledger.entries import NewEntry
-from ledger.errors import Conflict, IdempotencyMismatch
+from ledger.errors import Conflict, FieldError, IdempotencyMismatch, InvalidInput
 from ledger.kinds import YearOpened
 from ledger.tree import EMPTY_ROOT, CompactRange, leaf_hash
 
@@ -238,7 +238,13 @@ async def append_entries(
         head = heads[(entry.org, entry.year)]
         index = head.frontier.size
         leaf = build_leaf(entry, index=index, recorded_at=recorded_at)
-        leaf_bytes = canonical_bytes(leaf)
+        try:
+            leaf_bytes = canonical_bytes(leaf)
+        except (TypeError, ValueError) as exc:
+            # Typed bodies cannot get here; if one ever does, refuse it, never a 500.
+            raise InvalidInput(
+                f"The entry cannot be canonicalized: {exc}", [FieldError("$.body", str(exc))]
+            ) from None
         lh = leaf_hash(leaf_bytes)
         for level, idx, h in head.frontier.append(lh):
             node_rows.append((entry.org, entry.year, level, idx, h))

@@ -147,3 +147,53 @@ async def demo(dsn: str, settings: Settings, client: Any) -> str:
 
 def conformance_dir() -> Path:
     return Path(os.environ.get("GONGKAI_CONFORMANCE_DIR") or ROOT.parent / "shared" / "conformance")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    dsn: str, settings: Settings, port: int, *args: str, env: dict[str, str] | None = None
+) -> Any:
+    """A real ``gongkai serve`` process on the test database."""
+    import subprocess
+    import sys
+
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "GONGKAI_DATA_DIR": str(settings.data_dir),
+        "GONGKAI_ORIGIN": settings.origin,
+        "GONGKAI_ACCESS_LOG": "0",
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), *args],
+        env=full_env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_ready(base: str, proc: Any, timeout: float = 90) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as c:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "server exited"
+            try:
+                if (await c.get(f"{base}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("server did not become ready")

@@ -61,6 +61,8 @@ async def test_malformed_json_is_400(client: Any, org: Org, pool: asyncpg.Pool) 
         (receipt(payer={"id": "P1", "name": "n", "type": "alien"}), "$.body.payer.type"),
         ({**receipt(), "occurred_on": "2026-02-30"}, "$.occurred_on"),
         ({**receipt(), "occurred_on": "2026-13-01"}, "$.occurred_on"),
+        ({**receipt(), "occurred_on": "0533-05-20"}, "$.occurred_on"),
+        ({**receipt(), "occurred_on": "7593-06-16"}, "$.occurred_on"),
         ({**receipt(), "extra": True}, "$"),
         ({**receipt(), "visibility": "secret"}, "$.visibility"),
         ({**receipt(), "subject": ""}, "$.subject"),

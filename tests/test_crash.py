@@ -11,67 +11,27 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from typing import Any
 
 import asyncpg
 import httpx
 
 from ledger.settings import Settings
-from tests.conftest import ROOT, fund_entry, make_org
+from tests.conftest import free_port, fund_entry, make_org, start_server, wait_ready
 from tests.test_integrity import run_cli
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(dsn: str, settings: Settings, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "GONGKAI_DATA_DIR": str(settings.data_dir),
-        "GONGKAI_ORIGIN": settings.origin,
-    }
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient() as c:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "server exited"
-            try:
-                if (await c.get(f"{base}/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("server did not become ready")
 
 
 async def test_sigkill_mid_load_loses_nothing_acknowledged(
     dsn: str, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     org = await make_org("k")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(dsn, settings, port)
+    proc = start_server(dsn, settings, port)
     acked: list[dict[str, Any]] = []
     batches_sent: list[str] = []
     try:
-        await _wait_ready(base, proc)
+        await wait_ready(base, proc)
         stop = asyncio.Event()
 
         async def single(c: httpx.AsyncClient, w: int) -> None:
@@ -138,9 +98,9 @@ async def test_sigkill_mid_load_loses_nothing_acknowledged(
         assert row["count"] == 50, row
 
     # After a restart the checkpoints catch up and the whole ledger verifies.
-    proc = _start(dsn, settings, port)
+    proc = start_server(dsn, settings, port)
     try:
-        await _wait_ready(base, proc)
+        await wait_ready(base, proc)
         async with httpx.AsyncClient() as c:
             for _ in range(50):
                 r = await c.get(f"{base}/api/v1/orgs/{org.code}/logs/2026/checkpoint")
