@@ -137,6 +137,65 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def cmd_calendar_load(args: argparse.Namespace) -> int:
+    import json
+
+    import asyncpg
+
+    from ledger import db
+    from ledger.opinions import store_schedule
+
+    with open(args.file, encoding="utf-8") as f:
+        data = json.load(f)
+
+    async def run(dsn: str, settings: Settings) -> int:
+        await db.migrate()
+        conn = await asyncpg.connect(dsn)
+        try:
+            schedule = await store_schedule(conn, data)
+        finally:
+            await conn.close()
+        print(
+            f"loaded {schedule.year}: {len(schedule.holidays)} holidays, "
+            f"{len(schedule.workdays)} adjusted working days"
+        )
+        return 0
+
+    return _run(run)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from ledger import db
+    from ledger.checkpoint import signer_for
+    from ledger.disclosures import publish_quarter
+    from ledger.workdays import china_today
+
+    async def run(dsn: str, settings: Settings) -> int:
+        await db.migrate()
+        pool = await db.create_pool(dsn, min_size=1, max_size=2)
+        try:
+            d, _ = await publish_quarter(
+                pool,
+                args.org,
+                args.quarter,
+                signer=signer_for(settings.signing_key, settings.key_name),
+                origin=settings.origin,
+                today=china_today(),
+                actor="cli",
+            )
+            from ledger.logs import sign_due
+
+            await sign_due(
+                pool, signer_for(settings.signing_key, settings.key_name), settings.origin
+            )
+        finally:
+            await pool.close()
+        print(f"published {d.period}: sha256 {d.sha256}, tree size {d.tree_size}, entry {d.entry}")
+        return 0
+
+    return _run(run)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -208,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--year", type=int)
     s.add_argument("--vkey", help="verifier key file (default: from the signing key)")
     s.set_defaults(fn=cmd_verify)
+    cal = sub.add_parser("calendar", help="holiday schedules").add_subparsers(
+        dest="sub", required=True
+    )
+    s = cal.add_parser("load", help="load the State Council's holiday schedule for a year")
+    s.add_argument("file", help="JSON: {year, source, holidays: [{name, days}], workdays}")
+    s.set_defaults(fn=cmd_calendar_load)
+
+    s = sub.add_parser("publish", help="publish a quarter's summaries (disclosure.published)")
+    s.add_argument("--org", required=True)
+    s.add_argument("--quarter", required=True, help="e.g. 2026-Q3")
+    s.set_defaults(fn=cmd_publish)
     return p
 
 

@@ -15,7 +15,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
 
-from api import public, staff
+from api import opinions, public, staff
 from api.openapi import TruthfulJsonRenderPlugin
 from api.problems import EXCEPTION_HANDLERS
 from api.runtime import Runtime, runtime
@@ -114,13 +114,17 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
                 await read_pool.close()
             await pool.close()
 
-    api_v1 = Router(path="/api/v1", route_handlers=[*staff.ROUTES, *public.ROUTES])
+    api_v1 = Router(
+        path="/api/v1", route_handlers=[*staff.ROUTES, *public.ROUTES, *opinions.ROUTES]
+    )
     stats = Metrics()
     limiter = RateLimiter(settings.public_rate_limit)
     return Litestar(
         route_handlers=[api_v1, healthz, readyz, metrics],
         lifespan=[lifespan],
-        state=State({"metrics": stats}),
+        state=State(
+            {"metrics": stats, "opinion_limiter": RateLimiter(settings.opinion_rate_limit)}
+        ),
         middleware=[web_middleware(stats, limiter)],
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         cors_config=CORSConfig(

@@ -86,6 +86,7 @@ def problem(
 
 def ledger_error_handler(request: Request[Any, Any, Any], exc: LedgerError) -> Response[Any]:
     errors = getattr(exc, "errors", None)
+    retry = exc.extra.get("retry_after")
     return problem(
         request,
         exc.status,
@@ -96,6 +97,7 @@ def ledger_error_handler(request: Request[Any, Any, Any], exc: LedgerError) -> R
         if errors is not None
         else None,
         extra=exc.extra,
+        headers={"Retry-After": str(retry)} if retry is not None else None,
     )
 
 

@@ -264,6 +264,84 @@ class DisclosurePublished(Body):
     tree_size: Index
 
 
+# --- opinions, complaints and disclosure requests (system kinds) ---------------------
+# Personal data never enters a leaf: ``commitment`` is SHA-256(salt || canonical JSON of
+# the citizen's words and contact), the salt kept in the erasable store.
+
+Hex64 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+OpinionCategory = Literal["opinion", "complaint", "report", "disclosure_request"]
+ApplicantType = Literal[
+    "natural_person", "commercial", "research", "public_interest", "legal_services", "other_org"
+]
+
+
+class OpinionReference(Body):
+    type: Literal["project", "fund", "tender"]
+    code: Code
+
+
+class OpinionSubmitted(Body):
+    tracking_sha256: Hex64
+    category: OpinionCategory
+    applicant_type: ApplicantType
+    received_on: dt.date
+    due_on: dt.date | None
+    due_estimated: bool
+    commitment: Hex64
+    reference: OpinionReference | None = None
+
+
+class OpinionAccepted(Body):
+    tracking_sha256: Hex64
+    handled_as: OpinionCategory
+
+
+class OpinionSupplementRequested(Body):
+    tracking_sha256: Hex64
+    what: Text
+
+
+class OpinionSupplied(Body):
+    tracking_sha256: Hex64
+    commitment: Hex64
+
+
+class OpinionExtended(Body):
+    tracking_sha256: Hex64
+    days: Annotated[int, msgspec.Meta(ge=1, le=20)]
+    reason: Text
+    due_on: dt.date | None
+
+
+class OpinionResponded(Body):
+    tracking_sha256: Hex64
+    outcome: ShortText
+    reason: ShortText | None = None
+    response: Text | None = None
+
+
+class OpinionReferred(Body):
+    tracking_sha256: Hex64
+    to: Name
+    reason: Text
+
+
+class OpinionClosed(Body):
+    tracking_sha256: Hex64
+
+
+class OpinionAppealed(Body):
+    tracking_sha256: Hex64
+    channel: Literal["reconsideration", "litigation_direct", "litigation_after_reconsideration"]
+    result: Literal["upheld", "corrected", "other", "pending"]
+
+
+class OpinionErased(Body):
+    """The citizen's personal data was erased (PIPL); the commitment stays, unopenable."""
+
+    tracking_sha256: Hex64
+
+
 #: Every kind a log may hold, with its body type.
 KINDS: dict[str, type[Body]] = {
     "fund.opened": FundOpened,
@@ -287,6 +365,16 @@ KINDS: dict[str, type[Body]] = {
     "year.closed": YearClosed,
     "year.archived": YearArchived,
     "disclosure.published": DisclosurePublished,
+    "opinion.submitted": OpinionSubmitted,
+    "opinion.accepted": OpinionAccepted,
+    "opinion.supplement_requested": OpinionSupplementRequested,
+    "opinion.supplied": OpinionSupplied,
+    "opinion.extended": OpinionExtended,
+    "opinion.responded": OpinionResponded,
+    "opinion.referred": OpinionReferred,
+    "opinion.closed": OpinionClosed,
+    "opinion.appealed": OpinionAppealed,
+    "opinion.erased": OpinionErased,
 }
 
 #: Kinds the ledger writes itself; a client posting one gets 422.
@@ -298,6 +386,7 @@ SYSTEM_KINDS = frozenset(
         "year.closed",
         "year.archived",
         "disclosure.published",
+        *(k for k in KINDS if k.startswith("opinion.")),
     }
 )
 

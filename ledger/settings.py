@@ -16,6 +16,8 @@ class Settings:
     origin: str
     #: Public requests a client address may make per minute (0 disables the limit).
     public_rate_limit: int
+    #: Opinion submissions a client address may make per minute.
+    opinion_rate_limit: int
     ocid_prefix: str
 
     @property
@@ -42,5 +44,6 @@ class Settings:
             signing_key=Path(key).resolve() if key else data_dir / "signing-key.pem",
             origin=e.get("GONGKAI_ORIGIN") or "gongkai.local",
             public_rate_limit=int(e.get("GONGKAI_PUBLIC_RATE_LIMIT") or "600"),
+            opinion_rate_limit=int(e.get("GONGKAI_OPINION_RATE_LIMIT") or "10"),
             ocid_prefix=e.get("GONGKAI_OCID_PREFIX") or "ocds-gongkai",
         )
