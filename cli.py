@@ -196,6 +196,45 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def cmd_archive_build(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from archive.bundle import build_bundle
+    from ledger import db
+    from ledger.checkpoint import signer_for
+
+    async def run(dsn: str, settings: Settings) -> int:
+        await db.migrate()
+        signer = signer_for(settings.signing_key, settings.key_name)
+        conn = await asyncpg.connect(dsn)
+        try:
+            variants = ["full", "public"] if args.variant == "both" else [args.variant]
+            for variant in variants:
+                built = await build_bundle(conn, settings, signer, args.org, args.year, variant)
+                target = built.path
+                if args.out:
+                    import shutil
+                    from pathlib import Path
+
+                    out = Path(args.out)
+                    out.mkdir(parents=True, exist_ok=True)
+                    target = out / f"gongkai-{args.org}-{args.year}-{variant}.zip"
+                    shutil.copyfile(built.path, target)
+                print(f"{variant}: {target}  sha256 {built.sha256}  {built.size} bytes")
+        finally:
+            await conn.close()
+        return 0
+
+    return _run(run)
+
+
+def cmd_archive_verify(args: argparse.Namespace) -> int:
+    from archive import verify
+
+    argv = [args.path, *(["--vkey", args.vkey] if args.vkey else [])]
+    return verify.main(argv)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -267,6 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--year", type=int)
     s.add_argument("--vkey", help="verifier key file (default: from the signing key)")
     s.set_defaults(fn=cmd_verify)
+    arc = sub.add_parser("archive", help="year-end archive bundles").add_subparsers(
+        dest="sub", required=True
+    )
+    s = arc.add_parser("build", help="build the year's bundle (the year must be closed)")
+    s.add_argument("--org", required=True)
+    s.add_argument("--year", type=int, required=True)
+    s.add_argument("--out", help="also copy the bundle(s) into this folder")
+    s.add_argument("--variant", choices=["full", "public", "both"], default="both")
+    s.set_defaults(fn=cmd_archive_build)
+    s = arc.add_parser("verify", help="verify a bundle offline (folder, .zip or .tar.gz)")
+    s.add_argument("path")
+    s.add_argument("--vkey", help="pin the verifier key (a vkey file obtained out of band)")
+    s.set_defaults(fn=cmd_archive_verify)
+
     cal = sub.add_parser("calendar", help="holiday schedules").add_subparsers(
         dest="sub", required=True
     )

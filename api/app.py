@@ -15,7 +15,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
 
-from api import opinions, public, staff
+from api import archives, opinions, public, staff
 from api.openapi import TruthfulJsonRenderPlugin
 from api.problems import EXCEPTION_HANDLERS
 from api.runtime import Runtime, runtime
@@ -115,7 +115,8 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
             await pool.close()
 
     api_v1 = Router(
-        path="/api/v1", route_handlers=[*staff.ROUTES, *public.ROUTES, *opinions.ROUTES]
+        path="/api/v1",
+        route_handlers=[*staff.ROUTES, *public.ROUTES, *opinions.ROUTES, *archives.ROUTES],
     )
     stats = Metrics()
     limiter = RateLimiter(settings.public_rate_limit)

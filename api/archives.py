@@ -1,0 +1,115 @@
+"""Year close and the archive bundles: thin routes over ``archive``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, get, post
+from litestar.params import Parameter
+from litestar.response import File
+
+from api.auth import optional_principal, require
+from api.params import OrgCode, Year
+from api.runtime import runtime
+from archive.bundle import build_bundle, stored_bundle
+from archive.close import close_year
+from ledger.errors import Forbidden, NotFound
+from ledger.workdays import china_today
+
+
+class BundleOut(msgspec.Struct):
+    variant: str
+    sha256: str
+    size: int
+
+
+class CloseOut(msgspec.Struct):
+    log: str
+    final_size: int
+    final_root: str
+    checkpoint: str
+    open_items: Annotated[
+        dict[str, Any],
+        msgspec.Meta(description="Pending reviews and open cases, carried into the next year"),
+    ]
+    bundles: list[BundleOut]
+    archived_entry: Annotated[
+        str, msgspec.Meta(description="The year.archived entry in the next year's log")
+    ]
+
+
+@post(
+    "/orgs/{org:str}/logs/{year:int}/close",
+    status_code=201,
+    operation_id="closeYear",
+    summary="Admin: close the year, seal its log and build its archive bundles",
+    description=(
+        "Appends year.closed, signs the final checkpoint, seals the log (later posts dated "
+        "in the year are 409), builds the full and public bundles and appends year.archived "
+        "to the next year's log. The year must be over."
+    ),
+    tags=["staff"],
+)
+async def close(request: Request[Any, Any, Any], org: OrgCode, year: Year) -> CloseOut:
+    principal = await require(request, org, {"admin"})
+    rt = runtime(request)
+    result = await close_year(rt.pool, rt.settings, rt.signer, org, year, today=china_today(),
+                              actor=principal.name)  # fmt: skip
+    return CloseOut(
+        log=result.log,
+        final_size=result.final_size,
+        final_root=result.final_root,
+        checkpoint=result.checkpoint,
+        open_items=result.open_items,
+        bundles=[
+            BundleOut(variant=b.variant, sha256=b.sha256, size=b.size)
+            for b in result.bundles.values()
+        ],
+        archived_entry=result.archived_entry,
+    )
+
+
+@get(
+    "/orgs/{org:str}/archives/{year:int}",
+    operation_id="getArchive",
+    summary="The year's archive bundle as a .zip (full: auditors and admins; public: anyone)",
+    tags=["public"],
+    media_type="application/zip",
+)
+async def get_archive(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    year: Year,
+    variant: Annotated[
+        Literal["full", "public"], Parameter(description="full or public")
+    ] = "public",
+) -> File:
+    rt = runtime(request)
+    if variant == "full":
+        principal = await optional_principal(request)
+        if principal is None or principal.org != org or principal.role not in ("auditor", "admin"):
+            await require(request, org, {"auditor", "admin"})
+            raise Forbidden("The full bundle is for the org's auditors and admins")
+    row = await rt.pool.fetchrow(
+        "SELECT sha256 FROM archives WHERE org = $1 AND year = $2 AND variant = $3",
+        org,
+        year,
+        variant,
+    )
+    path = stored_bundle(rt.settings, bytes(row["sha256"]).hex()) if row else None
+    if path is None or not path.exists():
+        async with rt.pool.acquire() as conn:
+            built = await build_bundle(conn, rt.settings, rt.signer, org, year, variant)
+        path = built.path
+    if not path.exists():
+        raise NotFound("The bundle could not be found")
+    return File(
+        path=path,
+        filename=f"gongkai-{org}-{year}-{variant}.zip",
+        media_type="application/zip",
+        headers={"X-Bundle-SHA256": path.stem},
+    )
+
+
+ROUTES = [close, get_archive]

@@ -1,0 +1,345 @@
+"""The year's archive bundle: a BagIt bag an auditor verifies offline (SPEC §7).
+
+``build_bundle`` writes ``gongkai-<org>-<year>`` for one variant — ``full`` (every
+leaf, withheld and internal ones included, personal data as stored) or ``public``
+(leaves not approved for publication by the close keep index and hash only; no
+personal data) — streaming the leaves from a server-side cursor to disk, so memory
+stays bounded whatever the year's size. Everything it writes is a function of what
+the close froze (leaves, the final checkpoint, reviews made up to the close, the
+stored disclosures and annual report), so the same closed year builds
+byte-identical payload files every time; the zip carries fixed times.
+
+The bundle is stored under ``$GONGKAI_DATA_DIR/archives/<sha256>.zip``: immutable,
+addressed by its SHA-256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import asyncpg
+import orjson
+
+from archive import verify as verifier
+from ledger import logs as log_reads
+from ledger.canonical import canonical_bytes
+from ledger.checkpoint import NoteSigner
+from ledger.errors import Conflict, NotFound
+from ledger.ocds import build_release_package
+from ledger.queries import status_of
+from ledger.settings import Settings
+from ledger.tree import hash_of_range, range_nodes
+
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+VERIFY_SOURCE = Path(verifier.__file__)
+CHUNK = 5000
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltBundle:
+    variant: str
+    sha256: str
+    size: int
+    path: Path
+    payload_oxum: str
+
+
+class _HashingWriter:
+    """A file written once, hashed and measured as it goes."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.f: BinaryIO = open(path, "wb")
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+
+    def close(self) -> tuple[str, int]:
+        self.f.close()
+        return self.sha.hexdigest(), self.size
+
+
+class _Payload:
+    """The data/ folder of a bag: every file's SHA-256 and size, for the manifests."""
+
+    def __init__(self, bag: Path) -> None:
+        self.bag = bag
+        self.files: dict[str, tuple[str, int]] = {}
+
+    def open(self, rel: str) -> _HashingWriter:
+        return _HashingWriter(self.bag / "data" / rel)
+
+    def done(self, rel: str, writer: _HashingWriter) -> None:
+        self.files[f"data/{rel}"] = writer.close()
+
+    def put(self, rel: str, data: bytes) -> None:
+        w = self.open(rel)
+        w.write(data)
+        self.done(rel, w)
+
+
+def _json_file(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True).encode() + b"\n"
+
+
+async def _root_at(conn: Any, org: str, year: int, size: int) -> bytes:
+    nodes = range_nodes(0, size)
+    found = await log_reads._node_lookup(conn, org, year, set(nodes))
+    return hash_of_range([found[n] for n in nodes])
+
+
+async def build_bundle(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    signer: NoteSigner,
+    org: str,
+    year: int,
+    variant: str,
+) -> BuiltBundle:
+    """Build, zip and store one variant of a closed year's bundle."""
+    if variant not in ("full", "public"):
+        raise ValueError(variant)
+    closed = await conn.fetchrow(
+        "SELECT * FROM year_closes WHERE org = $1 AND year = $2", org, year
+    )
+    if closed is None:
+        if await conn.fetchval("SELECT 1 FROM logs WHERE org = $1 AND year = $2", org, year):
+            raise Conflict(f"{org}'s {year} is not closed; close the year first")
+        raise NotFound(f"{org} has no log for {year}")
+    org_name = await conn.fetchval("SELECT name FROM orgs WHERE code = $1", org)
+    archives = settings.archive_dir
+    archives.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=archives, prefix=".build-") as tmp:
+        bag = Path(tmp) / f"gongkai-{org}-{year}"
+        payload = _Payload(bag)
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            await _write_payload(conn, settings, signer, payload, org, org_name, year, variant,
+                                 closed)  # fmt: skip
+        _write_tags(bag, payload, settings, org, org_name, year, variant, closed["closed_on"])
+        zip_tmp = Path(tmp) / "bundle.zip"
+        _zip(bag, zip_tmp)
+        sha = hashlib.sha256()
+        with open(zip_tmp, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+        digest = sha.hexdigest()
+        final = archives / f"{digest}.zip"
+        if not final.exists():
+            os.replace(zip_tmp, final)
+        size = final.stat().st_size
+    oxum = f"{sum(s for _, s in payload.files.values())}.{len(payload.files)}"
+    await conn.execute(
+        """INSERT INTO archives (org, year, variant, sha256, size) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (org, year, variant) DO UPDATE SET sha256 = EXCLUDED.sha256,
+               size = EXCLUDED.size, built_at = now()""",
+        org,
+        year,
+        variant,
+        bytes.fromhex(digest),
+        size,
+    )
+    return BuiltBundle(variant, digest, size, final, oxum)
+
+
+async def _write_payload(
+    conn: Any, settings: Settings, signer: NoteSigner, payload: _Payload, org: str,
+    org_name: str, year: int, variant: str, closed: Any,
+) -> None:  # fmt: skip
+    size = closed["final_size"]
+    closed_at = closed["closed_at"]
+    summaries = verifier.SummaryBuilder()
+    procurement: list[dict[str, Any]] = []
+    opinion_lines: list[tuple[int, dict[str, Any]]] = []
+    disclosures: list[tuple[str, int]] = []
+
+    # entries.ndjson, streamed from a server-side cursor.
+    w = payload.open("entries.ndjson")
+    async for r in conn.cursor(
+        """
+        SELECT l.idx, l.leaf_hash, l.leaf, l.kind, l.visibility, rv.decision
+        FROM leaves l
+        LEFT JOIN reviews rv ON rv.org = l.org AND rv.target_year = l.year
+             AND rv.target_index = l.idx AND rv.reviewed_at <= $3
+        WHERE l.org = $1 AND l.year = $2 AND l.idx < $4 ORDER BY l.idx
+        """,
+        org,
+        year,
+        closed_at,
+        size,
+        prefetch=CHUNK,
+    ):
+        shown = variant == "full" or (
+            status_of(r["kind"], r["visibility"], r["decision"]) == "approved"
+        )
+        line: dict[str, Any] = {"index": r["idx"], "leaf_hash": bytes(r["leaf_hash"]).hex()}
+        leaf = None
+        if shown:
+            leaf = orjson.loads(r["leaf"])
+            line["leaf"] = leaf
+        w.write(canonical_bytes(line) + b"\n")
+        summaries.add(line)
+        if leaf is None:
+            continue
+        kind = r["kind"]
+        if kind.startswith("procurement.") or kind == "correction.reversal":
+            procurement.append(leaf)
+        elif kind.startswith("opinion."):
+            opinion_lines.append((r["idx"], leaf))
+        elif kind == "disclosure.published":
+            disclosures.append((leaf["body"]["period"], leaf["body"]["tree_size"]))
+    payload.done("entries.ndjson", w)
+
+    final = await conn.fetchrow(
+        "SELECT note, root FROM checkpoints WHERE org = $1 AND year = $2 AND size = $3",
+        org,
+        year,
+        size,
+    )
+    payload.put("checkpoint.txt", final["note"].encode())
+    payload.put("vkey.txt", (signer.vkey() + "\n").encode())
+
+    proofs = []
+    for period, tree_size in sorted(disclosures):
+        if not 0 < tree_size <= size:
+            continue
+        path = await log_reads.consistency_proof(conn, org, year, tree_size, size)
+        note = await conn.fetchval(
+            "SELECT note FROM checkpoints WHERE org = $1 AND year = $2 AND size = $3",
+            org,
+            year,
+            tree_size,
+        )
+        proofs.append(
+            {
+                "period": period,
+                "size": tree_size,
+                "root": (await _root_at(conn, org, year, tree_size)).hex(),
+                "checkpoint": note,
+                "path": [p.hex() for p in path],
+            }
+        )
+    payload.put(
+        "consistency.json",
+        _json_file({"final": {"size": size, "root": bytes(final["root"]).hex()}, "proofs": proofs}),
+    )
+
+    # Opinions: the events of the year's log; the full variant adds personal data as stored.
+    w = payload.open("opinions.ndjson")
+    for index, leaf in opinion_lines:
+        line = {"index": index, "kind": leaf["kind"], "occurred_on": leaf["occurred_on"],
+                "body": leaf["body"]}  # fmt: skip
+        if variant == "full" and leaf["kind"] in ("opinion.submitted", "opinion.supplied"):
+            line["personal_data"] = await _personal(conn, org, leaf)
+        w.write(canonical_bytes(line) + b"\n")
+    payload.done("opinions.ndjson", w)
+
+    for r in await conn.fetch(
+        "SELECT period, snapshot FROM disclosures WHERE org = $1 AND year = $2 ORDER BY period",
+        org,
+        year,
+    ):
+        payload.put(f"disclosures/{r['period']}.json", bytes(r["snapshot"]))
+
+    for name, data in summaries.csvs().items():
+        payload.put(f"summaries/{name}", data)
+    payload.put("summaries/datapackage.json", _json_file(verifier.datapackage(variant, org, year)))
+
+    package = build_release_package(
+        procurement,
+        ocid_prefix=settings.ocid_prefix,
+        publisher=org_name,
+        uri=f"urn:gongkai:{org}:{year}:ocds:{variant}",
+        published_date=max(
+            (p["recorded_at"] for p in procurement), default=f"{year}-12-31T00:00:00Z"
+        ),
+    )
+    if package["releases"]:
+        payload.put("procurement/ocds-release-package.json", _json_file(package))
+    payload.put("annual-report.json", _json_file(json.loads(bytes(closed["annual_report"]))))
+    payload.put("verify.py", VERIFY_SOURCE.read_bytes())
+
+
+async def _personal(conn: Any, org: str, leaf: dict[str, Any]) -> Any:
+    code_hash = bytes.fromhex(leaf["body"]["tracking_sha256"])
+    rows = await conn.fetch(
+        """SELECT part, salt, payload, erased_at FROM opinion_private
+           WHERE org = $1 AND tracking_sha256 = $2 ORDER BY part""",
+        org,
+        code_hash,
+    )
+    # Match the part to the leaf by its commitment.
+    for r in rows:
+        if r["erased_at"] is not None or r["payload"] is None:
+            continue
+        commitment = hashlib.sha256(bytes(r["salt"]) + bytes(r["payload"])).hexdigest()
+        if commitment == leaf["body"]["commitment"]:
+            return {"salt": bytes(r["salt"]).hex(), "data": json.loads(r["payload"])}
+    return {"erased": True}
+
+
+def _write_tags(
+    bag: Path, payload: _Payload, settings: Settings, org: str, org_name: str, year: int,
+    variant: str, closed_on: dt.date,
+) -> None:  # fmt: skip
+    files = dict(sorted(payload.files.items()))
+    total = sum(size for _, size in files.values())
+    tags = {
+        "bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
+        "bag-info.txt": (
+            f"Source-Organization: {org_name}\n"
+            f"External-Identifier: gongkai:{org}:{year}\n"
+            f"Bagging-Date: {closed_on.isoformat()}\n"
+            f"Payload-Oxum: {total}.{len(files)}\n"
+            f"Bag-Group-Identifier: gongkai:{org}\n"
+            f"Gongkai-Variant: {variant}\n"
+            f"Gongkai-Origin: {settings.origin}\n"
+        ).encode(),
+        "manifest-sha256.txt": "".join(
+            f"{sha}  {path}\n" for path, (sha, _) in files.items()
+        ).encode(),
+    }
+    for name, data in tags.items():
+        (bag / name).write_bytes(data)
+    tagmanifest = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(tags.items())
+    )
+    (bag / "tagmanifest-sha256.txt").write_bytes(tagmanifest.encode())
+
+
+def _walk(bag: Path) -> Iterator[Path]:
+    for path in sorted(bag.rglob("*")):
+        if path.is_file():
+            yield path
+
+
+def _zip(bag: Path, out: Path) -> None:
+    """A zip with the bag as its single top folder, fixed times and modes, sorted names."""
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+        for path in _walk(bag):
+            name = f"{bag.name}/{path.relative_to(bag).as_posix()}"
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            big = path.stat().st_size > (1 << 31)
+            with open(path, "rb") as src, z.open(info, "w", force_zip64=big) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def stored_bundle(settings: Settings, sha256: str) -> Path:
+    return settings.archive_dir / f"{sha256}.zip"

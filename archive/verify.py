@@ -1,0 +1,1575 @@
+#!/usr/bin/env python3
+"""Offline verifier for a Gongkai year-end archive bundle (SPEC §7).
+
+Usage::
+
+    python3 -I verify.py BUNDLE [--vkey FILE | --vkey-string VKEY] [--quiet]
+
+``BUNDLE`` is the bag directory ``gongkai-<org>-<year>`` or a ``.zip`` / ``.tar.gz``
+holding that one directory. Only the Python 3.11 standard library is needed; the
+``cryptography`` package is used for Ed25519 when it is importable, otherwise a
+pure-Python RFC 8032 verifier below does the same job.
+
+What is checked, each reported on one line (``ok  ...`` or ``FAIL ...``):
+
+bag
+    ``bagit.txt``, the ``bag-info.txt`` fields (identifier, group, variant, origin,
+    date) and ``Payload-Oxum`` against the payload on disk.
+manifest / tagmanifest
+    Every payload file is listed in ``manifest-sha256.txt`` exactly once with its
+    SHA-256, and nothing else is; the tag files match ``tagmanifest-sha256.txt``.
+vkey
+    ``data/vkey.txt`` is a well-formed C2SP Ed25519 verifier key. By default the
+    key is *taken from the bundle*, which proves integrity but not origin: someone
+    who rewrites the whole bundle can re-sign it with their own key. An auditor
+    should pin the key obtained out of band with ``--vkey``/``--vkey-string``.
+checkpoint
+    ``data/checkpoint.txt`` is a C2SP signed note whose origin is
+    ``<Gongkai-Origin>/<org>/<year>`` and which carries a valid Ed25519 signature
+    by the key.
+entries
+    Every line of ``data/entries.ndjson`` is the canonical JSON of
+    ``{"index", "leaf_hash"[, "leaf"]}``, indexes run 0, 1, 2, ... without gaps,
+    each present leaf belongs to this log and its hash
+    SHA-256(0x00 || RFC 8785 bytes of the leaf) is recomputed and compared. In the
+    ``public`` variant a leaf not approved for publication is carried as index and
+    hash only; the ``full`` variant carries every leaf.
+root
+    The RFC 9162 Merkle root over all leaf hashes equals the signed checkpoint's,
+    and the checkpoint's size equals the number of lines.
+year.closed
+    The last leaf is ``year.closed`` naming the size and root of all leaves before it.
+consistency
+    ``data/consistency.json``: each quarterly tree head has an RFC 9162 consistency
+    proof to the final tree, its root equals the root recomputed from the first
+    ``size`` leaf hashes, and its signed checkpoint (when carried) verifies.
+disclosures
+    For every ``disclosure.published`` leaf present, ``data/disclosures/<period>.json``
+    exists and its SHA-256 is the one the leaf commits to.
+documents
+    ``opinions.ndjson``, ``annual-report.json`` and the OCDS release package parse.
+summaries
+    Every CSV in ``data/summaries/`` is recomputed from the leaves present in
+    ``entries.ndjson`` and compared byte for byte, and ``datapackage.json`` is the
+    expected Frictionless descriptor.
+
+How the summaries are computed (``summary_csvs``) is part of the bundle format;
+the definitions are in that function's docstring. Exit status 0 means every check
+held; 1 means at least one failed; 2 means the bundle could not be opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+__all__ = [
+    "EMPTY_ROOT",
+    "CheckResult",
+    "SummaryBuilder",
+    "canonical",
+    "check_bag",
+    "datapackage",
+    "ed25519_verify",
+    "leaf_hash",
+    "main",
+    "merkle_root",
+    "open_bundle",
+    "summary_csvs",
+    "verify_bag",
+    "verify_consistency",
+]
+
+# ======================================================================================
+# Canonical JSON (RFC 8785) for our documents
+# ======================================================================================
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _check_jcs(obj: Any, path: str = "$") -> None:
+    """Refuse what makes ``_dumps`` differ from RFC 8785: floats, non-ASCII keys, big ints."""
+    stack: list[tuple[Any, str]] = [(obj, path)]
+    while stack:
+        value, where = stack.pop()
+        if value is None or value is True or value is False or type(value) is str:
+            continue
+        if type(value) is int:
+            if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                raise ValueError(f"{where}: integer {value} is outside ±(2**53 - 1)")
+        elif type(value) is dict:
+            for key, item in value.items():
+                if type(key) is not str or not key.isascii():
+                    raise ValueError(f"{where}: object key {key!r} is not an ASCII string")
+                stack.append((item, f"{where}.{key}"))
+        elif type(value) is list:
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
+        else:
+            raise ValueError(f"{where}: {type(value).__name__} is not allowed in canonical JSON")
+
+
+def canonical(obj: Any) -> bytes:
+    """RFC 8785 (JCS) bytes of a JSON document without floats, with ASCII keys only.
+
+    For such documents JCS is exactly ``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` in UTF-8: both escape only ``"``, ``\\`` and U+0000..U+001F
+    (short forms for \\b \\t \\n \\f \\r, lowercase ``\\u00xx`` otherwise), sort ASCII keys
+    the same way and print integers as plain digits. Anything else raises ValueError.
+    """
+    _check_jcs(obj)
+    try:
+        return _dumps(obj)
+    except UnicodeEncodeError as exc:
+        raise ValueError("string is not valid Unicode (lone surrogate)") from exc
+
+
+def _no_float(text: str) -> Any:
+    raise ValueError(f"number {text} is not an integer (no floats in ledger documents)")
+
+
+def _strict_int(text: str) -> int:
+    value = int(text)
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise ValueError(f"integer {text} is outside ±(2**53 - 1)")
+    return value
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate object key")
+    if not "".join(out).isascii():
+        raise ValueError("non-ASCII object key")
+    return out
+
+
+def _loads_strict(data: bytes) -> Any:
+    """Parse JSON that must be representable canonically (raises ValueError otherwise)."""
+    return json.loads(
+        data.decode("utf-8"),
+        parse_float=_no_float,
+        parse_int=_strict_int,
+        parse_constant=_no_float,
+        object_pairs_hook=_pairs,
+    )
+
+
+# ======================================================================================
+# RFC 9162 Merkle tree
+# ======================================================================================
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    """SHA-256(0x00 || leaf bytes)."""
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def merkle_root(leaf_hashes: Sequence[bytes]) -> bytes:
+    """RFC 9162 Merkle tree head of a list of leaf hashes (SHA-256 of b"" when empty)."""
+    frontier = _Frontier()
+    for h in leaf_hashes:
+        frontier.append(h)
+    return frontier.root()
+
+
+class _Frontier:
+    """The perfect subtrees of the binary decomposition of ``size``: enough for the root."""
+
+    __slots__ = ("hashes", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.hashes: list[bytes] = []
+
+    def append(self, h: bytes) -> None:
+        size = self.size
+        while size & 1:
+            h = _node(self.hashes.pop(), h)
+            size >>= 1
+        self.hashes.append(h)
+        self.size += 1
+
+    def copy(self) -> _Frontier:
+        other = _Frontier()
+        other.size = self.size
+        other.hashes = self.hashes.copy()
+        return other
+
+    def root(self) -> bytes:
+        if not self.hashes:
+            return EMPTY_ROOT
+        h = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            h = _node(left, h)
+        return h
+
+
+def verify_consistency(
+    first: int, second: int, path: Sequence[bytes], first_root: bytes, second_root: bytes
+) -> bool:
+    """RFC 9162 §2.1.4.2: does (``second``, ``second_root``) extend (``first``, ``first_root``)?
+
+    ``first == second`` needs an empty path and equal roots; ``first == 0`` needs an
+    empty path and the empty-tree root.
+    """
+    if first < 0 or second < 0 or first > second:
+        return False
+    if not all(isinstance(h, bytes) and len(h) == 32 for h in [first_root, second_root, *path]):
+        return False
+    if first == 0:
+        return not path and first_root == EMPTY_ROOT
+    if first == second:
+        return not path and first_root == second_root
+    if not path:
+        return False
+    c = list(path)
+    if first & (first - 1) == 0:
+        c.insert(0, first_root)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = c[0]
+    for p in c[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = _node(p, fr)
+            sr = _node(p, sr)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = _node(sr, p)
+        fn >>= 1
+        sn >>= 1
+    return fr == first_root and sr == second_root and sn == 0
+
+
+# ======================================================================================
+# Ed25519 verification (RFC 8032 §5.1.7), with `cryptography` when available
+# ======================================================================================
+
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+_Point = tuple[int, int, int, int]  # extended coordinates (X, Y, Z, T), x = X/Z, y = Y/Z
+
+
+def _add(a: _Point, b: _Point) -> _Point:
+    # add-2008-hwcd-3, complete for a = -1 twisted Edwards curves (also used to double).
+    x1, y1, z1, t1 = a
+    x2, y2, z2, t2 = b
+    aa = (y1 - x1) * (y2 - x2) % _P
+    bb = (y1 + x1) * (y2 + x2) % _P
+    cc = 2 * _D * t1 * t2 % _P
+    dd = 2 * z1 * z2 % _P
+    e, f, g, h = bb - aa, dd - cc, dd + cc, bb + aa
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _mul(s: int, p: _Point) -> _Point:
+    q: _Point = (0, 1, 1, 0)
+    for bit in bin(s)[2:]:
+        q = _add(q, q)
+        if bit == "1":
+            q = _add(q, p)
+    return q
+
+
+def _recover_x(y: int, sign: int) -> int | None:
+    if y >= _P:
+        return None
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P:
+        return None
+    return _P - x if x & 1 != sign else x
+
+
+def _decode_point(s: bytes) -> _Point | None:
+    n = int.from_bytes(s, "little")
+    y = n & ((1 << 255) - 1)
+    x = _recover_x(y, n >> 255)
+    return None if x is None else (x, y, 1, x * y % _P)
+
+
+def _encode_point(p: _Point) -> bytes:
+    x, y, z, _ = p
+    zi = pow(z, _P - 2, _P)
+    x, y = x * zi % _P, y * zi % _P
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+_BY = 4 * pow(5, _P - 2, _P) % _P
+_BX = _recover_x(_BY, 0)
+assert _BX is not None
+_B: _Point = (_BX, _BY, 1, _BX * _BY % _P)
+
+
+def ed25519_verify_pure(pub: bytes, msg: bytes, sig: bytes) -> bool:
+    """Pure-Python RFC 8032 Ed25519 verification (cofactorless, like OpenSSL)."""
+    if len(pub) != 32 or len(sig) != 64:
+        return False
+    a = _decode_point(pub)
+    if a is None:
+        return False
+    s = int.from_bytes(sig[32:], "little")
+    if s >= _L:
+        return False
+    k = int.from_bytes(hashlib.sha512(sig[:32] + pub + msg).digest(), "little") % _L
+    x, y, z, t = _mul(k, a)
+    r = _add(_mul(s, _B), (-x % _P, y, z, -t % _P))  # [S]B - [k]A
+    return _encode_point(r) == sig[:32]
+
+
+def _ed25519_verify_cryptography(pub: bytes, msg: bytes, sig: bytes) -> bool | None:
+    """Verify with `cryptography`; None when it is not importable."""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:
+        return None
+    if len(pub) != 32 or len(sig) != 64:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(pub).verify(sig, msg)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def ed25519_backend() -> str:
+    """Which implementation :func:`ed25519_verify` uses."""
+    try:
+        import cryptography.hazmat.primitives.asymmetric.ed25519  # noqa: F401
+    except ImportError:
+        return "pure-Python RFC 8032"
+    return "cryptography"
+
+
+def ed25519_verify(pub: bytes, msg: bytes, sig: bytes) -> bool:
+    """Ed25519 signature check: `cryptography` if importable, else pure Python."""
+    result = _ed25519_verify_cryptography(pub, msg, sig)
+    if result is None:
+        return ed25519_verify_pure(pub, msg, sig)
+    return result
+
+
+# ======================================================================================
+# C2SP signed notes, checkpoints and verifier keys
+# ======================================================================================
+
+_SIG_PREFIX = "\u2014 "
+
+
+class _Fail(Exception):
+    """A check failed; the message names the file and what broke."""
+
+
+def _b64_strict(text: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise _Fail(f"{what} is not valid base64") from None
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise _Fail(f"{what} is not canonical base64")
+    return raw
+
+
+def _key_id(name: str, pub: bytes) -> bytes:
+    return hashlib.sha256(name.encode("utf-8") + b"\n\x01" + pub).digest()[:4]
+
+
+@dataclass(frozen=True)
+class VKey:
+    """A C2SP Ed25519 verifier key."""
+
+    name: str
+    key_id: bytes
+    public_key: bytes
+
+    def __str__(self) -> str:
+        return f"{self.name}+{self.key_id.hex()}"
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> VKey:
+        text = text.strip()
+        name, _, rest = text.partition("+")
+        hex_id, sep, key_b64 = rest.partition("+")  # base64 may itself contain '+'
+        if not sep:
+            raise _Fail(f"{what}: not a vkey '<name>+<key id>+<base64 key>'")
+        if not name or any(ch.isspace() or ord(ch) < 0x20 for ch in name):
+            raise _Fail(f"{what}: invalid key name {name!r}")
+        if not re.fullmatch(r"[0-9a-fA-F]{8}", hex_id):
+            raise _Fail(f"{what}: key id {hex_id!r} is not 8 hex digits")
+        key = _b64_strict(key_b64, f"{what}: public key")
+        if len(key) != 33 or key[0] != 0x01:
+            raise _Fail(f"{what}: not an Ed25519 key (type 0x01 and 32 bytes)")
+        pub = key[1:]
+        if bytes.fromhex(hex_id) != _key_id(name, pub):
+            raise _Fail(
+                f"{what}: key id {hex_id.lower()} does not match its key "
+                f"(expected {_key_id(name, pub).hex()})"
+            )
+        return cls(name, bytes.fromhex(hex_id), pub)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+
+
+def open_note(note: str, key: VKey, what: str) -> Checkpoint:
+    """Verify a signed checkpoint note with ``key``; return its origin, size and root."""
+    split = note.rfind("\n\n")
+    if split < 0:
+        raise _Fail(f"{what}: no blank line between the checkpoint and its signatures")
+    text, sig_block = note[: split + 1], note[split + 2 :]
+    if not sig_block.endswith("\n"):
+        raise _Fail(f"{what}: signature block does not end with a newline")
+    lines = text[:-1].split("\n")
+    if len(lines) != 3:
+        raise _Fail(f"{what}: checkpoint body has {len(lines)} lines, expected 3")
+    origin, size_text, root_b64 = lines
+    if not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_text):
+        raise _Fail(f"{what}: tree size {size_text!r} is not a canonical decimal")
+    root = _b64_strict(root_b64, f"{what}: root")
+    if len(root) != 32:
+        raise _Fail(f"{what}: root is {len(root)} bytes, expected 32")
+    found: list[str] = []
+    verified = False
+    for number, line in enumerate(sig_block[:-1].split("\n"), start=1):
+        if not line.startswith(_SIG_PREFIX):
+            raise _Fail(f"{what}: signature line {number} does not start with '— '")
+        name, _, sig_b64 = line[len(_SIG_PREFIX) :].partition(" ")
+        raw = _b64_strict(sig_b64, f"{what}: signature line {number}")
+        if len(raw) < 5:
+            raise _Fail(f"{what}: signature line {number} is too short")
+        if name != key.name or raw[:4] != key.key_id:
+            found.append(f"{name}+{raw[:4].hex()}")
+            continue
+        if len(raw) != 68 or not ed25519_verify(key.public_key, text.encode("utf-8"), raw[4:]):
+            raise _Fail(f"{what}: the signature by {key} does not verify")
+        verified = True
+    if not verified:
+        raise _Fail(f"{what}: no signature by {key} (found: {', '.join(found) or 'none'})")
+    return Checkpoint(origin, int(size_text), root)
+
+
+# ======================================================================================
+# Summaries: the CSVs every bundle carries, recomputed from its leaves
+# ======================================================================================
+
+_AMOUNT_RE = re.compile(r"(0|[1-9][0-9]{0,11})\.[0-9]{2}")
+
+FUND_FLOWS_COLUMNS = (
+    "fund_code",
+    "month",
+    "receipts",
+    "disbursements",
+    "receipts_count",
+    "disbursements_count",
+)
+PROCUREMENT_COLUMNS = (
+    "tender_id",
+    "title",
+    "method",
+    "value",
+    "currency",
+    "bids",
+    "bidders",
+    "awarded_amount",
+    "award_date",
+    "contracted_amount",
+    "status",
+)
+ENTRIES_BY_KIND_COLUMNS = ("kind", "entries")
+HASH_ONLY_KIND = "(hash only)"
+SUMMARY_FILES = ("entries-by-kind.csv", "fund-flows.csv", "procurement.csv")
+
+
+def _fen(text: Any, where: str) -> int:
+    if type(text) is not str or not _AMOUNT_RE.fullmatch(text):
+        raise ValueError(f"{where}: {text!r} is not an amount with two decimal places")
+    whole, _, part = text.partition(".")
+    return int(whole) * 100 + int(part)
+
+
+def _yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    whole, part = divmod(abs(fen), 100)
+    return f"{sign}{whole}.{part:02d}"
+
+
+def _str(value: Any, where: str) -> str:
+    if type(value) is not str:
+        raise ValueError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+@dataclass
+class _Tender:
+    title: str = ""
+    method: str = ""
+    value: str = ""
+    currency: str = ""
+    cancelled: bool = False
+    # index -> (kind, party id, amount fen, date); reversed events are removed
+    events: dict[int, tuple[str, str, int, str]] = field(default_factory=dict)
+
+
+class SummaryBuilder:
+    """Accumulates the summaries leaf by leaf (index order), in bounded memory.
+
+    Only what a later reversal may need is kept per leaf: fund, month and amount of
+    receipts and disbursements, and the tender of bids, awards and contracts.
+    """
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, int] = {}
+        self.hash_only = 0
+        self.flows: dict[tuple[str, str], list[int]] = {}
+        self.money: dict[int, tuple[str, str, int]] = {}  # index -> (kind, fund, fen)
+        self.tenders: dict[str, _Tender] = {}
+        self.events: dict[int, str] = {}  # index -> tender id
+        self.reversed: set[int] = set()
+
+    def add(self, item: Mapping[str, Any] | None) -> None:
+        """Add one line: a leaf object, an entry ``{"index","leaf_hash"[,"leaf"]}``, or None.
+
+        None, and an entry without ``leaf``, count as a hash-only line.
+        """
+        if item is not None and "leaf_hash" in item:
+            item = item.get("leaf")
+        if item is None:
+            self.hash_only += 1
+            return
+        leaf = item
+        kind = _str(leaf["kind"], "kind")
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        index = leaf["index"]
+        where = f"leaf {index} ({kind})"
+        body = leaf["body"]
+        if not isinstance(body, Mapping):
+            raise ValueError(f"{where}: body is not an object")
+        month = _str(leaf["occurred_on"], f"{where} occurred_on")[:7]
+        if kind in ("fund.receipt", "fund.disbursement"):
+            fund = _str(body["fund_code"], f"{where} fund_code")
+            fen = _fen(body["amount"], f"{where} amount")
+            self.money[index] = (kind, fund, fen)
+            self._flow(fund, month, kind, fen, 1)
+        elif kind == "correction.reversal":
+            target = body.get("target_index")
+            if body.get("target_log") != leaf["log"] or type(target) is not int:
+                return  # a reversal of another year's entry: not in this bundle
+            if target in self.reversed:
+                return
+            if target in self.money:
+                t_kind, fund, fen = self.money[target]
+                self._flow(fund, month, t_kind, -fen, -1)
+                self.reversed.add(target)
+            elif target in self.events:
+                self.tenders[self.events[target]].events.pop(target, None)
+                self.reversed.add(target)
+        elif kind.startswith("procurement."):
+            tid = _str(body["tender_id"], f"{where} tender_id")
+            tender = self.tenders.setdefault(tid, _Tender())
+            if kind == "procurement.tender":
+                value = body["value"]
+                tender.title = _str(body["title"], f"{where} title")
+                tender.method = _str(body["method"], f"{where} method")
+                tender.value = _yuan(_fen(value["amount"], f"{where} value"))
+                tender.currency = _str(value.get("currency", "CNY"), f"{where} currency")
+            elif kind == "procurement.amendment":
+                changes = body.get("changes") or {}
+                if tender.method:  # only a tender present in this bundle is amended
+                    if changes.get("title") is not None:
+                        tender.title = _str(changes["title"], f"{where} title")
+                    if changes.get("value") is not None:
+                        value = changes["value"]
+                        tender.value = _yuan(_fen(value["amount"], f"{where} value"))
+                        tender.currency = _str(value.get("currency", "CNY"), f"{where} currency")
+            elif kind == "procurement.cancelled":
+                tender.cancelled = True
+            elif kind in ("procurement.bid", "procurement.award", "procurement.contract"):
+                short = kind.removeprefix("procurement.")
+                party_key, date_key = {
+                    "bid": ("bidder", "submitted_on"),
+                    "award": ("supplier", "date"),
+                    "contract": ("supplier", "signed_on"),
+                }[short]
+                party = _str(body[party_key]["id"], f"{where} {party_key}.id")
+                fen = _fen(body["amount"], f"{where} amount")
+                tender.events[index] = (short, party, fen, _str(body[date_key], where))
+                self.events[index] = tid
+
+    def _flow(self, fund: str, month: str, kind: str, fen: int, count: int) -> None:
+        row = self.flows.setdefault((fund, month), [0, 0, 0, 0])
+        if kind == "fund.receipt":
+            row[0] += fen
+            row[2] += count
+        else:
+            row[1] += fen
+            row[3] += count
+
+    def csvs(self) -> dict[str, bytes]:
+        flows = [
+            [fund, month, _yuan(r[0]), _yuan(r[1]), r[2], r[3]]
+            for (fund, month), r in sorted(self.flows.items())
+        ]
+        procurement: list[list[Any]] = []
+        for tid, t in sorted(self.tenders.items()):
+            events = sorted(t.events.items())
+            bids = [e for _, e in events if e[0] == "bid"]
+            awards = [e for _, e in events if e[0] == "award"]
+            contracts = [e for _, e in events if e[0] == "contract"]
+            status = (
+                "cancelled"
+                if t.cancelled
+                else "contracted"
+                if contracts
+                else "awarded"
+                if awards
+                else "active"
+            )
+            procurement.append(
+                [
+                    tid,
+                    t.title,
+                    t.method,
+                    t.value,
+                    t.currency,
+                    len(bids),
+                    len({b[1] for b in bids}),
+                    _yuan(awards[-1][2]) if awards else "",
+                    awards[-1][3] if awards else "",
+                    _yuan(contracts[-1][2]) if contracts else "",
+                    status,
+                ]
+            )
+        kinds: list[list[Any]] = [[k, n] for k, n in sorted(self.kinds.items())]
+        if self.hash_only:
+            kinds.append([HASH_ONLY_KIND, self.hash_only])
+        return {
+            "entries-by-kind.csv": _csv(ENTRIES_BY_KIND_COLUMNS, kinds),
+            "fund-flows.csv": _csv(FUND_FLOWS_COLUMNS, flows),
+            "procurement.csv": _csv(PROCUREMENT_COLUMNS, procurement),
+        }
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def summary_csvs(leaves: Iterable[Mapping[str, Any] | None]) -> dict[str, bytes]:
+    """The summary CSVs of ``data/summaries/``, computed from the leaves a bundle carries.
+
+    ``leaves`` are the lines of ``entries.ndjson`` in index order, each given as the
+    leaf object, as the entry object ``{"index","leaf_hash"[,"leaf"]}``, or as None
+    for a hash-only line. CSVs are UTF-8, "\\n" line ends, a header row,
+    ``csv.QUOTE_MINIMAL``; amounts are exact two-place yuan strings computed in fen.
+
+    ``fund-flows.csv`` — fund_code, month, receipts, disbursements, receipts_count,
+    disbursements_count: one row per (fund_code, month = occurred_on[:7]) with any
+    flow, sorted. ``fund.receipt`` adds its amount and 1 to receipts,
+    ``fund.disbursement`` to disbursements. A ``correction.reversal`` whose target
+    (``target_log`` equal to its own log, ``target_index``) is a receipt or
+    disbursement present in the bundle subtracts the target's amount and 1 in the
+    reversal's own month (so a cell may be negative). Reversals whose target is not
+    present (withheld in the public variant, or in another year's log) are ignored,
+    and so are reversals carried in other logs: each bundle sums what it carries.
+
+    ``procurement.csv`` — tender_id, title, method, value, currency, bids, bidders,
+    awarded_amount, award_date, contracted_amount, status: one row per tender_id named
+    by any present ``procurement.*`` leaf, sorted. title/method/value/currency come
+    from the present ``procurement.tender`` leaf as changed by present amendments
+    (empty when the tender leaf is absent). Present bid, award and contract leaves
+    count unless a present reversal (same rule as above) undoes them: bids = number of
+    bids, bidders = number of distinct bidder ids, awarded_amount/award_date = the
+    last award, contracted_amount = the last contract. status = cancelled if a
+    ``procurement.cancelled`` leaf is present, else contracted, awarded or active.
+
+    ``entries-by-kind.csv`` — kind, entries: present leaves per kind, sorted by kind,
+    then a row ``(hash only)`` counting lines without a leaf when there are any.
+    """
+    builder = SummaryBuilder()
+    for item in leaves:
+        builder.add(item)
+    return builder.csvs()
+
+
+def _field(name: str, type_: str, description: str) -> dict[str, str]:
+    return {"name": name, "type": type_, "description": description}
+
+
+def datapackage(variant: str, org: str, year: int) -> dict[str, Any]:
+    """The Frictionless Data Package descriptor of ``data/summaries/`` (deterministic)."""
+    scope = (
+        "every entry of the log"
+        if variant == "full"
+        else "the entries approved for publication (withheld ones are hash only)"
+    )
+    common = {
+        "profile": "tabular-data-resource",
+        "format": "csv",
+        "mediatype": "text/csv",
+        "encoding": "utf-8",
+    }
+    amount = "amount in yuan, two decimal places"
+    return {
+        "profile": "tabular-data-package",
+        "name": f"gongkai-{org}-{year}-{variant}-summaries",
+        "title": f"Gongkai {org} {year} summaries ({variant} variant)",
+        "description": (
+            f"Summaries of log {org}/{year} computed from {scope} in entries.ndjson; "
+            "verify.py recomputes every file byte for byte."
+        ),
+        "resources": [
+            {
+                "name": "entries-by-kind",
+                "path": "entries-by-kind.csv",
+                **common,
+                "schema": {
+                    "fields": [
+                        _field("kind", "string", "entry kind, or (hash only)"),
+                        _field("entries", "integer", "number of lines"),
+                    ],
+                    "primaryKey": ["kind"],
+                },
+            },
+            {
+                "name": "fund-flows",
+                "path": "fund-flows.csv",
+                **common,
+                "schema": {
+                    "fields": [
+                        _field("fund_code", "string", "fund"),
+                        _field("month", "yearmonth", "month of occurred_on"),
+                        _field("receipts", "number", f"receipts less reversals, {amount}"),
+                        _field(
+                            "disbursements", "number", f"disbursements less reversals, {amount}"
+                        ),
+                        _field("receipts_count", "integer", "receipts less reversals"),
+                        _field("disbursements_count", "integer", "disbursements less reversals"),
+                    ],
+                    "primaryKey": ["fund_code", "month"],
+                },
+            },
+            {
+                "name": "procurement",
+                "path": "procurement.csv",
+                **common,
+                "schema": {
+                    "fields": [
+                        _field("tender_id", "string", "tender"),
+                        _field("title", "string", "tender title (empty if not carried)"),
+                        _field("method", "string", "open, selective, limited or direct"),
+                        _field("value", "number", f"estimated value, {amount}"),
+                        _field("currency", "string", "ISO 4217 code of value"),
+                        _field("bids", "integer", "bids not reversed"),
+                        _field("bidders", "integer", "distinct bidders"),
+                        _field("awarded_amount", "number", f"last award, {amount}"),
+                        _field("award_date", "date", "date of the last award"),
+                        _field("contracted_amount", "number", f"last contract, {amount}"),
+                        _field("status", "string", "active, awarded, contracted or cancelled"),
+                    ],
+                    "primaryKey": ["tender_id"],
+                },
+            },
+        ],
+    }
+
+
+# ======================================================================================
+# Opening a bundle
+# ======================================================================================
+
+
+def _safe_member(name: str) -> PurePosixPath:
+    p = PurePosixPath(name)
+    if (
+        not name
+        or name.startswith(("/", "\\"))
+        or p.is_absolute()
+        or ".." in p.parts
+        or "\\" in name
+        or ":" in (p.parts[0] if p.parts else "")
+    ):
+        raise ValueError(f"unsafe member name {name!r} in the archive")
+    return p
+
+
+def _top_dir(dest: Path) -> Path:
+    entries = [p for p in dest.iterdir()]
+    if len(entries) != 1 or not entries[0].is_dir():
+        raise ValueError("the archive must hold exactly one top-level directory (the bag)")
+    return entries[0]
+
+
+def _extract(archive: Path, dest: Path) -> Path:
+    name = archive.name.lower()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                p = _safe_member(info.filename)
+                mode = info.external_attr >> 16
+                if mode and stat.S_ISLNK(mode):
+                    raise ValueError(f"archive member {info.filename!r} is a symbolic link")
+                target = dest.joinpath(*p.parts)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "xb") as out:
+                    shutil.copyfileobj(src, out)
+    elif name.endswith((".tar.gz", ".tgz", ".tar")):
+        with tarfile.open(archive, "r:*") as tf:
+            for member in tf:
+                p = _safe_member(member.name)
+                target = dest.joinpath(*p.parts)
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    member_file = tf.extractfile(member)
+                    assert member_file is not None
+                    with member_file, open(target, "xb") as out:
+                        shutil.copyfileobj(member_file, out)
+                else:
+                    raise ValueError(f"archive member {member.name!r} is not a file or directory")
+    else:
+        raise ValueError(f"{archive}: not a bag directory, .zip or .tar.gz")
+    return _top_dir(dest)
+
+
+@contextmanager
+def open_bundle(path: Path) -> Iterator[Path]:
+    """``with open_bundle(path) as bag_dir:`` — a directory, or an extracted archive."""
+    path = Path(path)
+    if path.is_dir():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="gongkai-verify-") as tmp:
+        yield _extract(path, Path(tmp))
+
+
+# ======================================================================================
+# The checks
+# ======================================================================================
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    status: str  # "ok", "FAIL", "note" or "skip"
+    check: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.status:<4} {self.check}: {self.message}"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise _Fail(f"{what} is missing") from None
+    except UnicodeDecodeError:
+        raise _Fail(f"{what} is not valid UTF-8") from None
+
+
+def _unhex(text: Any, what: str) -> bytes:
+    if type(text) is not str or not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise _Fail(f"{what}: {text!r} is not a 64-digit lowercase hex hash")
+    return bytes.fromhex(text)
+
+
+def _bag_path(text: str) -> str:
+    # RFC 8493 §2.1.3: CR, LF and % in manifest paths are percent-encoded.
+    return text.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+
+
+def _read_manifest(path: Path, name: str) -> dict[str, str]:
+    entries: dict[str, str] = {}
+    text = _read_text(path, name)
+    if text and not text.endswith("\n"):
+        raise _Fail(f"{name}: last line does not end with a newline")
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = re.fullmatch(r"([0-9a-fA-F]{64})[ \t]+(\*?)(.+)", line)
+        if not m:
+            raise _Fail(f"{name} line {number}: not '<sha256>  <path>': {line!r}")
+        rel = _bag_path(m.group(3))
+        p = PurePosixPath(rel)
+        if p.is_absolute() or ".." in p.parts:
+            raise _Fail(f"{name} line {number}: unsafe path {rel!r}")
+        if rel in entries:
+            raise _Fail(f"{name} line {number}: {rel} is listed twice")
+        entries[rel] = m.group(1).lower()
+    return entries
+
+
+@dataclass
+class _Bag:
+    root: Path
+    info: dict[str, str] = field(default_factory=dict)
+    org: str | None = None
+    year: int | None = None
+    variant: str | None = None
+    origin: str | None = None
+    key: VKey | None = None
+    checkpoint: Checkpoint | None = None
+    proofs: list[dict[str, Any]] | None = None
+    final: tuple[int, bytes] | None = None
+    # filled by the entries pass
+    entries_ok: bool = False
+    size: int = 0
+    root_hash: bytes = b""
+    roots_at: dict[int, bytes] = field(default_factory=dict)
+    last_leaf: dict[str, Any] | None = None
+    root_before_last: bytes | None = None
+    disclosures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    summaries: SummaryBuilder = field(default_factory=SummaryBuilder)
+    summary_error: str | None = None
+    hash_only: int = 0
+
+    @property
+    def log(self) -> str | None:
+        return f"{self.org}/{self.year}" if self.org and self.year else None
+
+    def data(self, rel: str) -> Path:
+        return self.root / "data" / rel
+
+
+_INFO_REQUIRED = (
+    "Source-Organization",
+    "External-Identifier",
+    "Bagging-Date",
+    "Payload-Oxum",
+    "Bag-Group-Identifier",
+    "Gongkai-Variant",
+    "Gongkai-Origin",
+)
+
+
+def _payload_files(bag: _Bag) -> list[str]:
+    data = bag.root / "data"
+    if not data.is_dir():
+        raise _Fail("data/ (the payload directory) is missing")
+    files: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(data):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            if full.is_symlink():
+                raise _Fail(f"{full.relative_to(bag.root).as_posix()} is a symbolic link")
+        for name in filenames:
+            files.append((Path(dirpath) / name).relative_to(bag.root).as_posix())
+    return sorted(files)
+
+
+def _check_bag(bag: _Bag) -> str:
+    text = _read_text(bag.root / "bagit.txt", "bagit.txt")
+    if text != "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n":
+        raise _Fail(f"bagit.txt is not the BagIt 1.0 declaration: {text!r}")
+    info_text = _read_text(bag.root / "bag-info.txt", "bag-info.txt")
+    for number, line in enumerate(info_text.splitlines(), start=1):
+        key, sep, value = line.partition(": ")
+        if not sep or not key or key[0].isspace():
+            raise _Fail(f"bag-info.txt line {number}: not 'Key: value': {line!r}")
+        if key in bag.info:
+            raise _Fail(f"bag-info.txt line {number}: {key} given twice")
+        bag.info[key] = value
+    for key in _INFO_REQUIRED:
+        if key not in bag.info:
+            raise _Fail(f"bag-info.txt has no {key}")
+    m = re.fullmatch(
+        r"gongkai:([a-z0-9][a-z0-9-]{0,62}):([0-9]{4})", bag.info["External-Identifier"]
+    )
+    if not m:
+        raise _Fail(
+            f"bag-info.txt External-Identifier {bag.info['External-Identifier']!r} "
+            "is not gongkai:<org>:<year>"
+        )
+    org, year = m.group(1), int(m.group(2))
+    if bag.info["Bag-Group-Identifier"] != f"gongkai:{org}":
+        raise _Fail(f"bag-info.txt Bag-Group-Identifier is not gongkai:{org}")
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", bag.info["Bagging-Date"]):
+        raise _Fail("bag-info.txt Bagging-Date is not YYYY-MM-DD")
+    variant = bag.info["Gongkai-Variant"]
+    if variant not in ("full", "public"):
+        raise _Fail(f"bag-info.txt Gongkai-Variant {variant!r} is neither full nor public")
+    origin = bag.info["Gongkai-Origin"]
+    if not origin or any(ch.isspace() for ch in origin):
+        raise _Fail(f"bag-info.txt Gongkai-Origin {origin!r} is not a valid origin prefix")
+    bag.org, bag.year, bag.variant, bag.origin = org, year, variant, origin
+    files = _payload_files(bag)
+    total = sum((bag.root / f).stat().st_size for f in files)
+    oxum = f"{total}.{len(files)}"
+    if bag.info["Payload-Oxum"] != oxum:
+        raise _Fail(
+            f"bag-info.txt Payload-Oxum is {bag.info['Payload-Oxum']} but the payload "
+            f"on disk is {oxum} (bytes.files)"
+        )
+    return f"BagIt 1.0 bag of log {org}/{year}, {variant} variant, {len(files)} payload files"
+
+
+def _check_manifest(bag: _Bag) -> str:
+    listed = _read_manifest(bag.root / "manifest-sha256.txt", "manifest-sha256.txt")
+    files = _payload_files(bag)
+    for rel in listed:
+        if not rel.startswith("data/"):
+            raise _Fail(f"manifest-sha256.txt lists {rel}, which is not under data/")
+        if rel not in files:
+            raise _Fail(f"manifest-sha256.txt lists {rel}, which is not in the bag")
+    for rel in files:
+        if rel not in listed:
+            raise _Fail(f"{rel} is not listed in manifest-sha256.txt")
+        digest = _sha256_file(bag.root / rel)
+        if digest != listed[rel]:
+            raise _Fail(
+                f"{rel}: SHA-256 is {digest}, manifest-sha256.txt says {listed[rel]} "
+                "(the file or its manifest entry was changed)"
+            )
+    return f"{len(files)} payload files match manifest-sha256.txt"
+
+
+def _check_tagmanifest(bag: _Bag) -> str:
+    listed = _read_manifest(bag.root / "tagmanifest-sha256.txt", "tagmanifest-sha256.txt")
+    for rel in ("bagit.txt", "bag-info.txt", "manifest-sha256.txt"):
+        if rel not in listed:
+            raise _Fail(f"tagmanifest-sha256.txt does not list {rel}")
+    for rel, expected in listed.items():
+        if rel.startswith("data/"):
+            raise _Fail(f"tagmanifest-sha256.txt lists payload file {rel}")
+        path = bag.root / rel
+        if not path.is_file():
+            raise _Fail(f"tagmanifest-sha256.txt lists {rel}, which is not in the bag")
+        digest = _sha256_file(path)
+        if digest != expected:
+            raise _Fail(
+                f"{rel}: SHA-256 is {digest}, tagmanifest-sha256.txt says {expected} "
+                f"({rel} or its tag manifest entry was changed)"
+            )
+    return f"{len(listed)} tag files match tagmanifest-sha256.txt"
+
+
+def _check_vkey(bag: _Bag, pinned: str | None) -> list[CheckResult]:
+    in_bag = VKey.parse(_read_text(bag.data("vkey.txt"), "data/vkey.txt"), "data/vkey.txt")
+    if pinned is None:
+        bag.key = in_bag
+        return [
+            CheckResult("ok", "vkey", f"data/vkey.txt is the Ed25519 key {in_bag}"),
+            CheckResult(
+                "note",
+                "vkey",
+                "the key was taken from the bundle itself, not pinned: this proves the "
+                "bundle is intact, not who signed it; pass --vkey with the key obtained "
+                "out of band to check that",
+            ),
+        ]
+    key = VKey.parse(pinned, "pinned vkey")
+    bag.key = key
+    if in_bag != key:
+        raise _Fail(f"data/vkey.txt holds {in_bag}, which is not the pinned key {key}")
+    return [CheckResult("ok", "vkey", f"data/vkey.txt is the pinned key {key}")]
+
+
+def _check_checkpoint(bag: _Bag) -> str:
+    if bag.key is None:
+        raise _Skip("no usable verifier key")
+    note = _read_text(bag.data("checkpoint.txt"), "data/checkpoint.txt")
+    cp = open_note(note, bag.key, "data/checkpoint.txt")
+    if bag.origin is not None and bag.log is not None:
+        expected = f"{bag.origin}/{bag.log}"
+        if cp.origin != expected:
+            raise _Fail(f"data/checkpoint.txt: origin is {cp.origin!r}, expected {expected!r}")
+    bag.checkpoint = cp
+    return (
+        f"data/checkpoint.txt signed by {bag.key} ({ed25519_backend()}): "
+        f"{cp.origin}, size {cp.size}, root {cp.root.hex()}"
+    )
+
+
+class _Skip(Exception):
+    """A check cannot run because something it depends on failed."""
+
+
+def _load_consistency(bag: _Bag) -> None:
+    """Parse data/consistency.json (the sizes are needed during the entries pass)."""
+    try:
+        doc = json.loads(_read_text(bag.data("consistency.json"), "data/consistency.json"))
+    except ValueError as exc:
+        raise _Fail(f"data/consistency.json is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("proofs"), list):
+        raise _Fail("data/consistency.json has no 'proofs' list")
+    final = doc.get("final")
+    if not isinstance(final, dict) or type(final.get("size")) is not int:
+        raise _Fail("data/consistency.json has no 'final' {size, root}")
+    bag.final = (final["size"], _unhex(final.get("root"), "data/consistency.json final.root"))
+    proofs: list[dict[str, Any]] = []
+    for i, p in enumerate(doc["proofs"]):
+        what = f"data/consistency.json proofs[{i}]"
+        if not isinstance(p, dict):
+            raise _Fail(f"{what} is not an object")
+        size = p.get("size")
+        if type(size) is not int or size < 0:
+            raise _Fail(f"{what}: size {size!r} is not a tree size")
+        if not isinstance(p.get("path"), list):
+            raise _Fail(f"{what}: no 'path' list")
+        proofs.append(p)
+    bag.proofs = proofs
+
+
+_ENTRY_KEYS = {"index", "leaf_hash", "leaf"}
+_LEAF_KEYS = {
+    "v",
+    "log",
+    "index",
+    "kind",
+    "subject",
+    "occurred_on",
+    "recorded_at",
+    "actor",
+    "visibility",
+    "idempotency_key",
+    "salt",
+    "body",
+}
+
+
+def _check_leaf(leaf: Any, index: int, bag: _Bag, where: str) -> None:
+    if not isinstance(leaf, dict):
+        raise _Fail(f"{where}: 'leaf' is not an object")
+    if set(leaf) != _LEAF_KEYS:
+        missing = sorted(_LEAF_KEYS - set(leaf))
+        extra = sorted(set(leaf) - _LEAF_KEYS)
+        raise _Fail(f"{where}: leaf fields differ from SPEC §4 (missing {missing}, extra {extra})")
+    if leaf["v"] != 1:
+        raise _Fail(f"{where}: leaf version {leaf['v']!r}, expected 1")
+    if leaf["index"] != index:
+        raise _Fail(f"{where}: the leaf says index {leaf['index']!r}, the line is index {index}")
+    if bag.log is not None and leaf["log"] != bag.log:
+        raise _Fail(f"{where}: leaf of log {leaf['log']!r}, not of {bag.log}")
+    if type(leaf["kind"]) is not str or not isinstance(leaf["body"], dict):
+        raise _Fail(f"{where}: leaf kind or body malformed")
+    if type(leaf["occurred_on"]) is not str or not re.fullmatch(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}", leaf["occurred_on"]
+    ):
+        raise _Fail(f"{where}: occurred_on {leaf['occurred_on']!r} is not YYYY-MM-DD")
+    if leaf["visibility"] not in ("public", "internal"):
+        raise _Fail(f"{where}: visibility {leaf['visibility']!r}")
+
+
+def _check_entries(bag: _Bag) -> str:
+    path = bag.data("entries.ndjson")
+    if not path.is_file():
+        raise _Fail("data/entries.ndjson is missing")
+    wanted = {p["size"] for p in bag.proofs or []}
+    frontier = _Frontier()
+    if 0 in wanted:
+        bag.roots_at[0] = EMPTY_ROOT
+    last: dict[str, Any] | None = None
+    before = frontier
+    with open(path, "rb") as fh:
+        for index, raw in enumerate(fh):
+            where = f"data/entries.ndjson line {index + 1} (index {index})"
+            if not raw.endswith(b"\n"):
+                raise _Fail(f"{where}: the line does not end with a newline (truncated file?)")
+            line = raw[:-1]
+            try:
+                entry = _loads_strict(line)
+            except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
+                raise _Fail(f"{where}: not canonical-able JSON: {exc}") from None
+            if not isinstance(entry, dict) or not {"index", "leaf_hash"} <= set(entry):
+                raise _Fail(f"{where}: not an object with 'index' and 'leaf_hash'")
+            if set(entry) - _ENTRY_KEYS:
+                raise _Fail(f"{where}: unexpected fields {sorted(set(entry) - _ENTRY_KEYS)}")
+            if entry["index"] != index:
+                raise _Fail(
+                    f"{where}: carries index {entry['index']!r}, expected {index} "
+                    "(a line is missing, duplicated or out of order)"
+                )
+            try:
+                line_is_canonical = _dumps(entry) == line
+            except UnicodeEncodeError:
+                line_is_canonical = False
+            if not line_is_canonical:
+                raise _Fail(f"{where}: the line is not in canonical JSON form")
+            stated = _unhex(entry["leaf_hash"], f"{where}: leaf_hash")
+            leaf = entry.get("leaf")
+            if leaf is None:
+                if "leaf" in entry:
+                    raise _Fail(f"{where}: 'leaf' is null")
+                if bag.variant == "full":
+                    raise _Fail(f"{where}: hash only, but the full variant carries every leaf")
+                bag.hash_only += 1
+                h = stated
+            else:
+                _check_leaf(leaf, index, bag, where)
+                h = leaf_hash(_dumps(leaf))
+                if h != stated:
+                    raise _Fail(
+                        f"{where}: leaf hash recomputed as {h.hex()} but the line says "
+                        f"{stated.hex()} (the leaf or its hash was changed)"
+                    )
+                if leaf["kind"] == "disclosure.published":
+                    bag.disclosures.append((index, leaf))
+            if bag.summary_error is None:
+                try:
+                    bag.summaries.add(leaf)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    bag.summary_error = f"{where}: cannot be summarised: {exc!r}"
+            before = frontier.copy()
+            frontier.append(h)
+            if frontier.size in wanted:
+                bag.roots_at[frontier.size] = frontier.root()
+            last = leaf if leaf is not None else {"index": index}
+    bag.size = frontier.size
+    bag.root_hash = frontier.root()
+    if bag.size:
+        bag.roots_at[bag.size] = bag.root_hash
+    bag.last_leaf = last
+    bag.root_before_last = before.root() if bag.size else None
+    bag.entries_ok = True
+    present = bag.size - bag.hash_only
+    note = f", {bag.hash_only} hash only" if bag.hash_only else ""
+    return f"{bag.size} lines, {present} leaves carried{note}, every leaf hash recomputed"
+
+
+def _check_root(bag: _Bag) -> str:
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    if bag.checkpoint is None:
+        raise _Skip("no verified checkpoint")
+    cp = bag.checkpoint
+    if cp.size != bag.size:
+        raise _Fail(
+            f"data/entries.ndjson has {bag.size} lines but the signed checkpoint has size {cp.size}"
+        )
+    if cp.root != bag.root_hash:
+        raise _Fail(
+            f"the Merkle root of data/entries.ndjson is {bag.root_hash.hex()}, "
+            f"the signed checkpoint says {cp.root.hex()}"
+        )
+    return f"Merkle root of {bag.size} leaves equals the signed checkpoint's"
+
+
+def _check_closed(bag: _Bag) -> str:
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    last = bag.last_leaf
+    if last is None:
+        raise _Fail("data/entries.ndjson is empty; a closed year ends with year.closed")
+    n = bag.size
+    root_before_last = bag.root_before_last
+    if "kind" not in last:
+        raise _Fail(f"data/entries.ndjson last line (index {n - 1}) is hash only, not year.closed")
+    if last["kind"] != "year.closed":
+        raise _Fail(
+            f"data/entries.ndjson last leaf (index {n - 1}) is {last['kind']}, not year.closed"
+        )
+    body = last["body"]
+    if body.get("size") != n - 1:
+        raise _Fail(
+            f"year.closed (index {n - 1}) names size {body.get('size')!r}, expected {n - 1}"
+        )
+    root = _unhex(body.get("root"), f"year.closed (index {n - 1}) root")
+    if root != root_before_last:
+        raise _Fail(
+            f"year.closed (index {n - 1}) names root {root.hex()}, but the first {n - 1} "
+            f"leaves give {root_before_last.hex() if root_before_last else '?'}"
+        )
+    return f"year.closed at index {n - 1} names size {n - 1} and its root"
+
+
+def _check_consistency(bag: _Bag) -> str:
+    if bag.proofs is None or bag.final is None:
+        raise _Skip("data/consistency.json did not load")
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    n, final_root = bag.final
+    if n != bag.size or final_root != bag.root_hash:
+        raise _Fail(
+            f"data/consistency.json final is size {n} root {final_root.hex()}, but the "
+            f"entries give size {bag.size} root {bag.root_hash.hex()}"
+        )
+    for i, p in enumerate(bag.proofs):
+        period = p.get("period")
+        what = f"data/consistency.json proofs[{i}] ({period})"
+        m = p["size"]
+        root = _unhex(p.get("root"), f"{what} root")
+        path = [_unhex(h, f"{what} path[{j}]") for j, h in enumerate(p["path"])]
+        if m > n:
+            raise _Fail(f"{what}: size {m} exceeds the final size {n}")
+        if bag.roots_at.get(m) != root:
+            raise _Fail(
+                f"{what}: root {root.hex()} is not the root of the first {m} leaves "
+                f"({bag.roots_at[m].hex() if m in bag.roots_at else '?'})"
+            )
+        if not verify_consistency(m, n, path, root, bag.root_hash):
+            raise _Fail(f"{what}: the consistency proof from size {m} to {n} does not verify")
+        note = p.get("checkpoint")
+        if note is not None:
+            if type(note) is not str:
+                raise _Fail(f"{what}: checkpoint is not a string")
+            if bag.key is None:
+                raise _Skip("no usable verifier key")
+            cp = open_note(note, bag.key, f"{what} checkpoint")
+            if bag.checkpoint is not None and cp.origin != bag.checkpoint.origin:
+                raise _Fail(f"{what}: checkpoint origin {cp.origin!r} is not the log's")
+            if cp.size != m or cp.root != root:
+                raise _Fail(f"{what}: the signed checkpoint is size {cp.size}, not this tree head")
+    signed = sum(1 for p in bag.proofs if p.get("checkpoint") is not None)
+    return (
+        f"{len(bag.proofs)} quarterly tree heads are prefixes of the final tree "
+        f"({signed} with signed checkpoints)"
+    )
+
+
+def _check_disclosures(bag: _Bag) -> str:
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    for index, leaf in bag.disclosures:
+        body = leaf["body"]
+        period = body.get("period")
+        what = f"disclosure.published (index {index})"
+        if type(period) is not str or not re.fullmatch(r"[0-9]{4}-Q[1-4]", period):
+            raise _Fail(f"{what}: period {period!r} is not YYYY-Qn")
+        expected = _unhex(body.get("summary_sha256"), f"{what} summary_sha256").hex()
+        path = bag.data(f"disclosures/{period}.json")
+        if not path.is_file():
+            raise _Fail(f"{what}: data/disclosures/{period}.json is missing")
+        digest = _sha256_file(path)
+        if digest != expected:
+            raise _Fail(
+                f"data/disclosures/{period}.json: SHA-256 {digest}, "
+                f"but {what} commits to {expected}"
+            )
+    return f"{len(bag.disclosures)} published disclosures match the hashes their leaves commit to"
+
+
+def _check_documents(bag: _Bag) -> str:
+    done: list[str] = []
+    opinions = bag.data("opinions.ndjson")
+    if opinions.is_file():
+        with open(opinions, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                try:
+                    ok = isinstance(json.loads(raw), dict)
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise _Fail(f"data/opinions.ndjson line {number} is not a JSON object")
+        done.append("opinions.ndjson")
+    for rel, key in (
+        ("annual-report.json", None),
+        ("procurement/ocds-release-package.json", "releases"),
+    ):
+        path = bag.data(rel)
+        if not path.is_file():
+            continue
+        try:
+            doc = json.loads(path.read_bytes())
+        except ValueError as exc:
+            raise _Fail(f"data/{rel} is not JSON: {exc}") from None
+        if key is not None and not (isinstance(doc, dict) and isinstance(doc.get(key), list)):
+            raise _Fail(f"data/{rel} has no '{key}' list")
+        done.append(rel)
+    return ("parse: " + ", ".join(done)) if done else "none carried"
+
+
+def _first_difference(name: str, got: bytes, want: bytes) -> str:
+    try:
+        got_rows = list(csv.reader(io.StringIO(got.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error):
+        return f"data/summaries/{name} is not UTF-8 CSV"
+    want_rows = list(csv.reader(io.StringIO(want.decode("utf-8"), newline="")))
+    header = want_rows[0] if want_rows else []
+    for number, (g, w) in enumerate(zip(got_rows, want_rows, strict=False), start=1):
+        if g != w:
+            for col, (gc, wc) in enumerate(zip(g, w, strict=False)):
+                if gc != wc:
+                    column = header[col] if col < len(header) else f"#{col + 1}"
+                    return (
+                        f"data/summaries/{name} row {number} column {column}: file has {gc!r}, "
+                        f"the leaves give {wc!r}"
+                    )
+            return f"data/summaries/{name} row {number}: file has {g}, the leaves give {w}"
+    if len(got_rows) != len(want_rows):
+        return f"data/summaries/{name} has {len(got_rows)} rows, the leaves give {len(want_rows)}"
+    return (
+        f"data/summaries/{name} differs from the recomputation in formatting (quoting, line ends)"
+    )
+
+
+def _check_summaries(bag: _Bag) -> str:
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    if bag.summary_error is not None:
+        raise _Fail(bag.summary_error)
+    folder = bag.data("summaries")
+    if not folder.is_dir():
+        raise _Fail("data/summaries/ is missing")
+    expected = bag.summaries.csvs()
+    present = sorted(p.name for p in folder.iterdir() if p.name != "datapackage.json")
+    for name in present:
+        if name not in expected:
+            raise _Fail(f"data/summaries/{name} is not a summary this verifier can recompute")
+    for name, want in sorted(expected.items()):
+        path = folder / name
+        if not path.is_file():
+            raise _Fail(f"data/summaries/{name} is missing")
+        got = path.read_bytes()
+        if got != want:
+            raise _Fail(_first_difference(name, got, want))
+    try:
+        package = json.loads((folder / "datapackage.json").read_bytes())
+    except FileNotFoundError:
+        raise _Fail("data/summaries/datapackage.json is missing") from None
+    except ValueError as exc:
+        raise _Fail(f"data/summaries/datapackage.json is not JSON: {exc}") from None
+    if bag.variant and bag.org and bag.year:
+        if package != datapackage(bag.variant, bag.org, bag.year):
+            raise _Fail("data/summaries/datapackage.json is not the expected descriptor")
+    return f"{len(expected)} CSVs recomputed from the leaves, byte for byte; datapackage.json ok"
+
+
+def _run(results: list[CheckResult], name: str, fn: Any, *args: Any) -> bool:
+    try:
+        out = fn(*args)
+    except _Fail as exc:
+        results.append(CheckResult("FAIL", name, str(exc)))
+        return False
+    except _Skip as exc:
+        results.append(CheckResult("skip", name, f"not checked: {exc}"))
+        return False
+    if isinstance(out, list):
+        results.extend(out)
+    else:
+        results.append(CheckResult("ok", name, str(out)))
+    return True
+
+
+def check_bag(bag_dir: Path, pinned_vkey: str | None = None) -> list[CheckResult]:
+    """Run every check on an unpacked bag directory; one or more results per check."""
+    bag = _Bag(Path(bag_dir))
+    results: list[CheckResult] = []
+    _run(results, "bag", _check_bag, bag)
+    _run(results, "manifest", _check_manifest, bag)
+    _run(results, "tagmanifest", _check_tagmanifest, bag)
+    _run(results, "vkey", _check_vkey, bag, pinned_vkey)
+    _run(results, "checkpoint", _check_checkpoint, bag)
+    consistency_loaded: list[CheckResult] = []
+    _run(consistency_loaded, "consistency", _load_consistency, bag)
+    consistency_failed = [r for r in consistency_loaded if r.status == "FAIL"]
+    _run(results, "entries", _check_entries, bag)
+    _run(results, "root", _check_root, bag)
+    _run(results, "year.closed", _check_closed, bag)
+    if consistency_failed:
+        results.extend(consistency_failed)
+    else:
+        _run(results, "consistency", _check_consistency, bag)
+    _run(results, "disclosures", _check_disclosures, bag)
+    _run(results, "documents", _check_documents, bag)
+    _run(results, "summaries", _check_summaries, bag)
+    return results
+
+
+def verify_bag(path: Path, pinned_vkey: str | None = None) -> list[str]:
+    """Verify a bag directory, .zip or .tar.gz; return failure messages (empty = verified)."""
+    try:
+        with open_bundle(Path(path)) as bag_dir:
+            results = check_bag(bag_dir, pinned_vkey)
+    except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        return [f"bundle: cannot open {path}: {exc}"]
+    return [f"{r.check}: {r.message}" for r in results if r.status == "FAIL"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="verify.py",
+        description="Verify a Gongkai year-end archive bundle offline (see the module docstring).",
+    )
+    parser.add_argument("bundle", type=Path, help="bag directory, .zip or .tar.gz")
+    pin = parser.add_mutually_exclusive_group()
+    pin.add_argument("--vkey", type=Path, help="file holding the verifier key to pin")
+    pin.add_argument("--vkey-string", help="the verifier key to pin, as text")
+    parser.add_argument("--quiet", action="store_true", help="print failures only")
+    args = parser.parse_args(argv)
+    pinned: str | None = args.vkey_string
+    if args.vkey is not None:
+        try:
+            pinned = args.vkey.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"FAIL vkey: cannot read {args.vkey}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        with open_bundle(args.bundle) as bag_dir:
+            results = check_bag(bag_dir, pinned)
+    except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        print(f"FAIL bundle: cannot open {args.bundle}: {exc}", file=sys.stderr)
+        return 2
+    failed = [r for r in results if r.status == "FAIL"]
+    for r in results:
+        if not args.quiet or r.status == "FAIL":
+            print(r)
+    if not args.quiet:
+        if failed:
+            print(f"NOT VERIFIED: {len(failed)} check(s) failed")
+        else:
+            pinned_note = "pinned key" if pinned is not None else "key from the bundle"
+            print(f"VERIFIED ({pinned_note})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

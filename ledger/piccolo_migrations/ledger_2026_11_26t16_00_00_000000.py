@@ -1,0 +1,46 @@
+"""Year-end archives: one row per built bundle, addressed by its SHA-256."""
+
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+
+from ledger.db import run_sql_in_migration
+
+ID = "2026-11-26T16:00:00:000000"
+VERSION = "1.38.0"
+DESCRIPTION = "archives"
+
+SQL = r"""
+CREATE TABLE archives (
+    org            varchar(63) NOT NULL,
+    year           integer NOT NULL,
+    variant        text NOT NULL CHECK (variant IN ('full', 'public')),
+    sha256         bytea NOT NULL,
+    size           bigint NOT NULL,
+    built_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (org, year, variant)
+);
+
+-- What the close froze, so that every later build of the year is the same.
+CREATE TABLE year_closes (
+    org             varchar(63) NOT NULL,
+    year            integer NOT NULL,
+    closed_at       timestamptz NOT NULL,
+    closed_on       date NOT NULL,
+    final_size      bigint NOT NULL,
+    final_root      bytea NOT NULL,
+    annual_report   bytea NOT NULL,
+    open_items      jsonb NOT NULL,
+    PRIMARY KEY (org, year)
+);
+CREATE TRIGGER year_closes_append_only BEFORE UPDATE OR DELETE ON year_closes
+    FOR EACH ROW EXECUTE FUNCTION gongkai_append_only();
+"""
+
+
+async def forwards() -> MigrationManager:
+    manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
+
+    async def run() -> None:
+        await run_sql_in_migration(SQL)
+
+    manager.add_raw(run)
+    return manager

@@ -1,0 +1,727 @@
+"""Tests for archive/verify.py, the standalone verifier shipped in every year-end bundle.
+
+The bags here are built by a compact builder in this file from the ledger's own
+tree, checkpoint and canonical modules, so the verifier is checked against the
+definitions it must agree with, not against itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bagit
+import frictionless
+import pytest
+import rfc8785
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archive import verify as V
+from ledger.canonical import canonical_bytes
+from ledger.checkpoint import Checkpoint, NoteSigner
+from ledger.tree import consistency_proof, leaf_hash, root_from_leaf_hashes
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+VERIFY_PY = ROOT_DIR / "archive" / "verify.py"
+ORG, YEAR, ORIGIN = "demo-county", 2026, "gongkai.local"
+LOG = f"{ORG}/{YEAR}"
+
+# --------------------------------------------------------------------------------------
+# a compact bundle builder
+# --------------------------------------------------------------------------------------
+
+BUYER = {"id": "demo-county-gov", "name": "Demo County Government", "type": "government"}
+
+
+def _specs(disclosure_sha: str) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """(kind, subject, occurred_on, visibility, body) of the synthetic log, in index order."""
+    return [
+        ("fund.opened", "fund:PL-01", "2026-01-02", "public",
+         {"fund_code": "PL-01", "name": "排污费专项资金", "category": "pollution_levy",
+          "currency": "CNY", "allow_overdraft": False}),
+        ("fund.receipt", "fund:PL-01", "2026-01-15", "public",
+         {"fund_code": "PL-01", "amount": "100000.00", "reference": "R-1",
+          "payer": {"id": "acme", "name": "Acme Chemicals", "type": "enterprise"}}),
+        ("fund.receipt", "fund:PL-01", "2026-02-03", "public",
+         {"fund_code": "PL-01", "amount": "2500.50", "reference": "R-2",
+          "payer": {"id": "beta", "name": "Beta \"Dyes\", Ltd", "type": "enterprise"}}),
+        ("fund.disbursement", "fund:PL-01", "2026-02-20", "public",
+         {"fund_code": "PL-01", "amount": "30000.00", "reference": "D-1",
+          "purpose": "River dredging", "project_code": "P-1",
+          "payee": {"id": "river-co", "name": "River Works", "type": "enterprise"}}),
+        ("correction.reversal", "fund:PL-01", "2026-03-05", "public",
+         {"target_log": LOG, "target_index": 2, "reason": "Duplicate receipt"}),
+        ("procurement.tender", "tender:T-1", "2026-03-10", "public",
+         {"tender_id": "T-1", "title": "Road, \"phase 1\"", "method": "open",
+          "value": {"amount": "500000.00", "currency": "CNY"},
+          "period": {"start": "2026-03-10", "end": "2026-04-10"}, "buyer": BUYER}),
+        ("procurement.bid", "tender:T-1", "2026-03-20", "public",
+         {"tender_id": "T-1", "amount": "480000.00", "submitted_on": "2026-03-20",
+          "bidder": {"id": "b1", "name": "Builder One"}}),
+        ("procurement.bid", "tender:T-1", "2026-03-21", "public",
+         {"tender_id": "T-1", "amount": "470000.00", "submitted_on": "2026-03-21",
+          "bidder": {"id": "b2", "name": "Builder Two"}}),
+        ("procurement.bid", "tender:T-1", "2026-03-22", "public",
+         {"tender_id": "T-1", "amount": "465000.00", "submitted_on": "2026-03-22",
+          "bidder": {"id": "b2", "name": "Builder Two"}}),
+        ("procurement.award", "tender:T-1", "2026-04-15", "public",
+         {"tender_id": "T-1", "amount": "465000.00", "date": "2026-04-15",
+          "supplier": {"id": "b2", "name": "Builder Two"}}),
+        ("procurement.contract", "tender:T-1", "2026-04-20", "public",
+         {"tender_id": "T-1", "contract_id": "C-1", "amount": "465000.00",
+          "signed_on": "2026-04-20", "supplier": {"id": "b2", "name": "Builder Two"}}),
+        ("procurement.tender", "tender:T-2", "2026-05-01", "public",
+         {"tender_id": "T-2", "title": "Office chairs", "method": "direct",
+          "value": {"amount": "12000.00", "currency": "CNY"},
+          "period": {"start": "2026-05-01", "end": "2026-05-10"}, "buyer": BUYER}),
+        ("procurement.cancelled", "tender:T-2", "2026-05-05", "public",
+         {"tender_id": "T-2", "reason": "No longer needed"}),
+        ("fund.receipt", "fund:PL-01", "2026-06-30", "internal",
+         {"fund_code": "PL-01", "amount": "7.05", "reference": "R-3",
+          "payer": {"id": "gamma", "name": "Gamma", "type": "enterprise"}}),
+        ("disclosure.published", "disclosure:2026-Q1", "2026-04-05", "public",
+         {"period": "2026-Q1", "summary_sha256": disclosure_sha, "tree_size": 5}),
+    ]  # fmt: skip
+
+
+# In the public variant these are carried as index and hash only: an internal
+# receipt and a withheld bid.
+PUBLIC_HIDDEN = frozenset({7, 13})
+
+
+@dataclass
+class Bundle:
+    path: Path
+    signer: NoteSigner
+    leaves: list[dict[str, Any]]
+
+
+def _leaf(index: int, spec: tuple[str, str, str, str, dict[str, Any]]) -> dict[str, Any]:
+    kind, subject, occurred_on, visibility, body = spec
+    return {
+        "v": 1,
+        "log": LOG,
+        "index": index,
+        "kind": kind,
+        "subject": subject,
+        "occurred_on": occurred_on,
+        "recorded_at": f"{occurred_on}T08:00:{index:02d}.000000Z",
+        "actor": "clerk-1",
+        "visibility": visibility,
+        "idempotency_key": None if index % 2 else f"key-{index}",
+        "salt": hashlib.md5(str(index).encode()).hexdigest(),
+        "body": body,
+    }
+
+
+def _write_manifests(bag: Path) -> None:
+    """(Re)write Payload-Oxum and both manifests, as the builder (or an attacker) would."""
+    files = sorted(p for p in (bag / "data").rglob("*") if p.is_file())
+    rels = [p.relative_to(bag).as_posix() for p in files]
+    total = sum(p.stat().st_size for p in files)
+    info = (bag / "bag-info.txt").read_text().splitlines()
+    info = [f"Payload-Oxum: {total}.{len(files)}" if x.startswith("Payload-Oxum") else x
+            for x in info]  # fmt: skip
+    (bag / "bag-info.txt").write_text("\n".join(info) + "\n")
+    manifest = "".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {r}\n"
+        for p, r in zip(files, rels, strict=True)
+    )
+    (bag / "manifest-sha256.txt").write_text(manifest)
+    tags = "".join(
+        f"{hashlib.sha256((bag / t).read_bytes()).hexdigest()}  {t}\n"
+        for t in ("bag-info.txt", "bagit.txt", "manifest-sha256.txt")
+    )
+    (bag / "tagmanifest-sha256.txt").write_text(tags)
+
+
+def build_bundle(parent: Path, variant: str = "full", signer: NoteSigner | None = None) -> Bundle:
+    signer = signer or NoteSigner(Ed25519PrivateKey.generate(), ORIGIN)
+    disclosure = canonical_bytes({"period": "2026-Q1", "funds": [{"PL-01": "72500.50"}]})
+    specs = _specs(hashlib.sha256(disclosure).hexdigest())
+    leaves = [_leaf(i, s) for i, s in enumerate(specs)]
+    hashes = [leaf_hash(canonical_bytes(x)) for x in leaves]
+    closed = _leaf(
+        len(leaves),
+        ("year.closed", f"log:{LOG}", "2026-12-31", "public",
+         {"size": len(leaves), "root": root_from_leaf_hashes(hashes).hex()}),
+    )  # fmt: skip
+    leaves.append(closed)
+    hashes.append(leaf_hash(canonical_bytes(closed)))
+    n, root = len(leaves), root_from_leaf_hashes(hashes)
+    origin = f"{ORIGIN}/{LOG}"
+
+    bag = parent / f"gongkai-{ORG}-{YEAR}"
+    data = bag / "data"
+    (data / "disclosures").mkdir(parents=True)
+    (data / "summaries").mkdir()
+    (data / "procurement").mkdir()
+
+    entries: list[dict[str, Any]] = []
+    for i, (leaf, h) in enumerate(zip(leaves, hashes, strict=True)):
+        hidden = variant == "public" and i in PUBLIC_HIDDEN
+        entry = {"index": i, "leaf_hash": h.hex()} | ({} if hidden else {"leaf": leaf})
+        entries.append(entry)
+    (data / "entries.ndjson").write_bytes(b"".join(canonical_bytes(e) + b"\n" for e in entries))
+    (data / "checkpoint.txt").write_text(signer.sign(Checkpoint(origin, n, root)))
+    (data / "vkey.txt").write_text(signer.vkey() + "\n")
+    proofs = []
+    for period, m, signed in (("2026-Q1", 5, True), ("2026-Q2", 13, False)):
+        m_root = root_from_leaf_hashes(hashes[:m])
+        proofs.append(
+            {
+                "period": period,
+                "size": m,
+                "root": m_root.hex(),
+                "checkpoint": signer.sign(Checkpoint(origin, m, m_root)) if signed else None,
+                "path": [h.hex() for h in consistency_proof(m, n, hashes)],
+            }
+        )
+    consistency = {"final": {"size": n, "root": root.hex()}, "proofs": proofs}
+    (data / "consistency.json").write_bytes(canonical_bytes(consistency))
+    opinions = b'{"id":1,"text":"Publish more"}\n' if variant == "full" else b""
+    (data / "opinions.ndjson").write_bytes(opinions)
+    (data / "disclosures" / "2026-Q1.json").write_bytes(disclosure)
+    (data / "annual-report.json").write_bytes(canonical_bytes({"year": YEAR}))
+    ocds = {"uri": "x", "releases": [{"ocid": "ocds-x-T-1"}]}
+    (data / "procurement" / "ocds-release-package.json").write_bytes(canonical_bytes(ocds))
+    for name, content in V.summary_csvs(entries).items():
+        (data / "summaries" / name).write_bytes(content)
+    package = V.datapackage(variant, ORG, YEAR)
+    (data / "summaries" / "datapackage.json").write_text(json.dumps(package, indent=2))
+    shutil.copyfile(VERIFY_PY, data / "verify.py")
+
+    (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    (bag / "bag-info.txt").write_text(
+        f"Source-Organization: {ORG}\n"
+        f"External-Identifier: gongkai:{ORG}:{YEAR}\n"
+        "Bagging-Date: 2026-12-31\n"
+        "Payload-Oxum: 0.0\n"
+        f"Bag-Group-Identifier: gongkai:{ORG}\n"
+        f"Gongkai-Variant: {variant}\n"
+        f"Gongkai-Origin: {ORIGIN}\n"
+    )
+    _write_manifests(bag)
+    return Bundle(bag, signer, leaves)
+
+
+@pytest.fixture(params=["full", "public"])
+def bundle(request: pytest.FixtureRequest, tmp_path: Path) -> Bundle:
+    return build_bundle(tmp_path, request.param)
+
+
+@pytest.fixture
+def full(tmp_path: Path) -> Bundle:
+    return build_bundle(tmp_path, "full")
+
+
+def _fails(path: Path, pinned: str | None = None) -> list[str]:
+    return V.verify_bag(path, pinned)
+
+
+def _only(fails: list[str], check: str) -> str:
+    hits = [f for f in fails if f.startswith(check + ":")]
+    assert hits, f"no {check} failure in {fails}"
+    return hits[0]
+
+
+# --------------------------------------------------------------------------------------
+# the untouched bundle
+# --------------------------------------------------------------------------------------
+
+
+def test_untouched_bundle_verifies(bundle: Bundle) -> None:
+    assert _fails(bundle.path) == []
+    assert _fails(bundle.path, bundle.signer.vkey()) == []
+    results = V.check_bag(bundle.path)
+    checks = {r.check for r in results if r.status == "ok"}
+    assert {"bag", "manifest", "tagmanifest", "vkey", "checkpoint", "entries", "root"} <= checks
+    assert {"year.closed", "consistency", "disclosures", "documents", "summaries"} <= checks
+    assert any(r.status == "note" and "pinned" in r.message for r in results)
+    assert not any(r.status in ("FAIL", "skip") for r in results)
+
+
+def test_zip_and_tar_gz_verify(full: Bundle, tmp_path: Path) -> None:
+    zpath = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(full.path.rglob("*")):
+            zf.write(p, p.relative_to(full.path.parent).as_posix())
+    tpath = tmp_path / "bundle.tar.gz"
+    with tarfile.open(tpath, "w:gz") as tf:
+        tf.add(full.path, arcname=full.path.name)
+    assert _fails(zpath) == []
+    assert _fails(tpath) == []
+
+
+def test_archives_with_unsafe_members_are_refused(tmp_path: Path) -> None:
+    zpath = tmp_path / "evil.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("../escape.txt", b"x")
+    assert "unsafe member" in _fails(zpath)[0]
+    tpath = tmp_path / "evil.tar.gz"
+    with tarfile.open(tpath, "w:gz") as tf:
+        info = tarfile.TarInfo("/abs.txt")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    assert "unsafe member" in _fails(tpath)[0]
+    lpath = tmp_path / "link.tar.gz"
+    with tarfile.open(lpath, "w:gz") as tf:
+        link = tarfile.TarInfo("bag/data/x")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tf.addfile(link)
+    assert "not a file or directory" in _fails(lpath)[0]
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_bagit_library_accepts_the_bag(bundle: Bundle) -> None:
+    bag = bagit.Bag(str(bundle.path))
+    bag.validate()
+    assert bag.info["Gongkai-Variant"] in ("full", "public")
+
+
+def test_frictionless_accepts_the_datapackage(bundle: Bundle) -> None:
+    report = frictionless.validate(str(bundle.path / "data/summaries/datapackage.json"))
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])
+
+
+def test_summary_contents(full: Bundle, tmp_path: Path) -> None:
+    s = full.path / "data/summaries"
+    assert (s / "fund-flows.csv").read_text() == (
+        "fund_code,month,receipts,disbursements,receipts_count,disbursements_count\n"
+        "PL-01,2026-01,100000.00,0.00,1,0\n"
+        "PL-01,2026-02,2500.50,30000.00,1,1\n"
+        "PL-01,2026-03,-2500.50,0.00,-1,0\n"
+        "PL-01,2026-06,7.05,0.00,1,0\n"
+    )
+    assert (s / "procurement.csv").read_text() == (
+        "tender_id,title,method,value,currency,bids,bidders,awarded_amount,award_date,"
+        "contracted_amount,status\n"
+        'T-1,"Road, ""phase 1""",open,500000.00,CNY,3,2,465000.00,2026-04-15,465000.00,'
+        "contracted\n"
+        "T-2,Office chairs,direct,12000.00,CNY,0,0,,,,cancelled\n"
+    )
+    public = build_bundle(tmp_path / "p", "public").path / "data/summaries"
+    by_kind = (public / "entries-by-kind.csv").read_text()
+    assert by_kind.startswith("kind,entries\ncorrection.reversal,1\n")
+    assert "procurement.bid,2\n" in by_kind
+    assert "fund.receipt,2\n" in by_kind
+    assert by_kind.endswith("year.closed,1\n(hash only),2\n")
+    assert "T-1,\"Road, \"\"phase 1\"\"\",open,500000.00,CNY,2,2," in (
+        public / "procurement.csv"
+    ).read_text()
+    assert "2026-06" not in (public / "fund-flows.csv").read_text()
+
+
+def test_summary_reversal_rules() -> None:
+    base = {"v": 1, "log": LOG, "subject": "s", "recorded_at": "x", "actor": "a",
+            "visibility": "public", "idempotency_key": None, "salt": "0" * 32}  # fmt: skip
+
+    def leaf(i: int, kind: str, on: str, body: dict[str, Any]) -> dict[str, Any]:
+        return base | {"index": i, "kind": kind, "occurred_on": on, "body": body}
+
+    receipt = {"fund_code": "F", "amount": "10.00", "payer": {"id": "p", "name": "P"}}
+    bid = {"tender_id": "T", "amount": "5.00", "submitted_on": "2026-01-01",
+           "bidder": {"id": "b", "name": "B"}}  # fmt: skip
+    award = {"tender_id": "T", "amount": "5.00", "date": "2026-01-02",
+             "supplier": {"id": "b", "name": "B"}}  # fmt: skip
+    leaves: list[dict[str, Any] | None] = [
+        leaf(0, "fund.receipt", "2026-01-01", receipt),
+        leaf(1, "procurement.bid", "2026-01-01", bid),
+        leaf(2, "procurement.award", "2026-01-02", award),
+        None,  # a withheld receipt
+        # reversal of the withheld leaf 3: ignored
+        leaf(4, "correction.reversal", "2026-02-01", {"target_log": LOG, "target_index": 3}),
+        # reversal of another year's leaf 0: ignored
+        leaf(5, "correction.reversal", "2026-02-01",
+             {"target_log": f"{ORG}/2025", "target_index": 0}),  # fmt: skip
+        leaf(6, "correction.reversal", "2026-02-01", {"target_log": LOG, "target_index": 2}),
+        leaf(7, "correction.reversal", "2026-03-01", {"target_log": LOG, "target_index": 0}),
+        # a second reversal of the same target: ignored
+        leaf(8, "correction.reversal", "2026-03-01", {"target_log": LOG, "target_index": 0}),
+    ]
+    out = V.summary_csvs(leaves)
+    assert out["fund-flows.csv"].decode() == (
+        "fund_code,month,receipts,disbursements,receipts_count,disbursements_count\n"
+        "F,2026-01,10.00,0.00,1,0\n"
+        "F,2026-03,-10.00,0.00,-1,0\n"
+    )
+    assert out["procurement.csv"].decode().splitlines()[1] == "T,,,,,1,1,,,,active"
+    assert out["entries-by-kind.csv"].decode().endswith("(hash only),1\n")
+    # the same result from entry objects instead of leaves
+    entries = [
+        {"index": i, "leaf_hash": "00" * 32} | ({"leaf": x} if x else {})
+        for i, x in enumerate(leaves)
+    ]
+    assert V.summary_csvs(entries) == out
+
+
+def test_datapackage_is_deterministic() -> None:
+    assert V.datapackage("public", ORG, YEAR) == V.datapackage("public", ORG, YEAR)
+    assert V.datapackage("public", ORG, YEAR) != V.datapackage("full", ORG, YEAR)
+
+
+# --------------------------------------------------------------------------------------
+# tampering
+# --------------------------------------------------------------------------------------
+
+
+def _entries(bag: Path) -> list[bytes]:
+    return (bag / "data/entries.ndjson").read_bytes().splitlines(keepends=True)
+
+
+def _set_entries(bag: Path, lines: list[bytes], rebag: bool = True) -> None:
+    (bag / "data/entries.ndjson").write_bytes(b"".join(lines))
+    if rebag:
+        _write_manifests(bag)
+
+
+def test_one_byte_changed_in_entries(full: Bundle) -> None:
+    lines = _entries(full.path)
+    lines[3] = lines[3].replace(b"30000.00", b"30000.01")
+    _set_entries(full.path, lines, rebag=False)
+    fails = _fails(full.path)
+    assert "data/entries.ndjson" in _only(fails, "manifest")
+    msg = _only(fails, "entries")
+    assert "line 4 (index 3)" in msg and "leaf hash" in msg
+    _write_manifests(full.path)  # an attacker also fixing the manifests gains nothing
+    assert "line 4 (index 3)" in _only(_fails(full.path), "entries")
+
+
+def test_one_byte_changed_in_a_hash_only_line(tmp_path: Path) -> None:
+    b = build_bundle(tmp_path, "public")
+    lines = _entries(b.path)
+    assert b'"leaf"' not in lines[13]
+    lines[13] = lines[13][:30] + (b"0" if lines[13][30:31] != b"0" else b"1") + lines[13][31:]
+    _set_entries(b.path, lines)
+    fails = _fails(b.path)
+    assert "Merkle root" in _only(fails, "root")
+
+
+def test_line_removed(full: Bundle) -> None:
+    lines = _entries(full.path)
+    del lines[6]
+    _set_entries(full.path, lines)
+    msg = _only(_fails(full.path), "entries")
+    assert "line 7 (index 6)" in msg and "carries index 7" in msg
+
+
+def test_last_line_removed(full: Bundle) -> None:
+    lines = _entries(full.path)
+    _set_entries(full.path, lines[:-1])
+    fails = _fails(full.path)
+    assert "16 lines but the signed checkpoint has size 17" in _only(fails, "root")
+    assert "not year.closed" in _only(fails, "year.closed")
+
+
+def test_two_lines_swapped(full: Bundle) -> None:
+    lines = _entries(full.path)
+    lines[8], lines[9] = lines[9], lines[8]
+    _set_entries(full.path, lines)
+    msg = _only(_fails(full.path), "entries")
+    assert "line 9 (index 8)" in msg and "carries index 9" in msg
+
+
+def test_swapped_lines_with_rewritten_indexes_break_the_hash(full: Bundle) -> None:
+    lines = [json.loads(x) for x in _entries(full.path)]
+    lines[8]["leaf"], lines[9]["leaf"] = lines[9]["leaf"], lines[8]["leaf"]
+    lines[8]["leaf"]["index"], lines[9]["leaf"]["index"] = 8, 9
+    lines[8]["leaf_hash"], lines[9]["leaf_hash"] = lines[9]["leaf_hash"], lines[8]["leaf_hash"]
+    _set_entries(full.path, [canonical_bytes(x) + b"\n" for x in lines])
+    assert "line 9 (index 8)" in _only(_fails(full.path), "entries")
+
+
+def test_summary_cell_changed(bundle: Bundle) -> None:
+    path = bundle.path / "data/summaries/fund-flows.csv"
+    path.write_text(path.read_text().replace("2500.50,30000.00", "2500.50,3000.00"))
+    _write_manifests(bundle.path)
+    msg = _only(_fails(bundle.path), "summaries")
+    assert "data/summaries/fund-flows.csv row 3 column disbursements" in msg
+    assert "'3000.00'" in msg and "'30000.00'" in msg
+
+
+def test_summary_row_added_and_file_added(full: Bundle) -> None:
+    path = full.path / "data/summaries/procurement.csv"
+    path.write_bytes(path.read_bytes() + b"T-9,x,open,1.00,CNY,0,0,,,,active\n")
+    (full.path / "data/summaries/extra.csv").write_text("a\n1\n")
+    _write_manifests(full.path)
+    msg = _only(_fails(full.path), "summaries")
+    assert "extra.csv" in msg
+    (full.path / "data/summaries/extra.csv").unlink()
+    _write_manifests(full.path)
+    assert "procurement.csv has 4 rows" in _only(_fails(full.path), "summaries")
+
+
+def _resign(bag: Path, signer: NoteSigner) -> None:
+    """Re-sign the final checkpoint with another key (same key name)."""
+    note = (bag / "data/checkpoint.txt").read_text()
+    body = note[: note.rindex("\n\n") + 1]
+    (bag / "data/checkpoint.txt").write_text(signer.sign_text(body))
+
+
+def test_checkpoint_resigned_with_another_key(full: Bundle, tmp_path: Path) -> None:
+    other = NoteSigner(Ed25519PrivateKey.generate(), ORIGIN)
+    _resign(full.path, other)
+    _write_manifests(full.path)
+    msg = _only(_fails(full.path), "checkpoint")
+    assert "data/checkpoint.txt" in msg and f"no signature by {ORIGIN}+" in msg
+    assert other.key_id.hex() in msg
+
+    # The forger also replaces vkey.txt: a pinned key catches it.
+    (full.path / "data/vkey.txt").write_text(other.vkey() + "\n")
+    _write_manifests(full.path)
+    fails = _fails(full.path, full.signer.vkey())
+    assert "not the pinned key" in _only(fails, "vkey")
+    assert "no signature by" in _only(fails, "checkpoint")
+    # Without a pinned key the consistency checkpoints, signed by the real key, still fail;
+    # and the output says that the key was not pinned.
+    assert "no signature by" in _only(_fails(full.path), "consistency")
+    notes = [r for r in V.check_bag(full.path) if r.status == "note"]
+    assert notes and "--vkey" in notes[0].message
+
+
+def test_checkpoint_signature_bytes_changed(full: Bundle) -> None:
+    path = full.path / "data/checkpoint.txt"
+    note = path.read_text()
+    line = note.splitlines()[-1]
+    name, sig = line[2:].split(" ")
+    raw = bytearray(base64.b64decode(sig))
+    raw[10] ^= 1
+    path.write_text(note.replace(sig, base64.b64encode(bytes(raw)).decode()))
+    _write_manifests(full.path)
+    assert "does not verify" in _only(_fails(full.path), "checkpoint")
+
+
+def test_manifest_entry_edited(full: Bundle) -> None:
+    path = full.path / "manifest-sha256.txt"
+    lines = path.read_text().splitlines(keepends=True)
+    i = next(i for i, x in enumerate(lines) if x.endswith("data/vkey.txt\n"))
+    digest = lines[i][:64]
+    lines[i] = ("0" if digest[0] != "0" else "1") + lines[i][1:]
+    path.write_text("".join(lines))
+    fails = _fails(full.path)
+    assert "data/vkey.txt" in _only(fails, "manifest")
+    assert "manifest-sha256.txt" in _only(fails, "tagmanifest")
+
+
+def test_consistency_proof_tampered(full: Bundle) -> None:
+    path = full.path / "data/consistency.json"
+    doc = json.loads(path.read_text())
+    doc["proofs"][1]["path"][0] = "ab" * 32
+    path.write_text(json.dumps(doc))
+    _write_manifests(full.path)
+    assert "proofs[1] (2026-Q2)" in _only(_fails(full.path), "consistency")
+
+
+def test_disclosure_file_changed(full: Bundle) -> None:
+    (full.path / "data/disclosures/2026-Q1.json").write_bytes(b"{}")
+    _write_manifests(full.path)
+    msg = _only(_fails(full.path), "disclosures")
+    assert "data/disclosures/2026-Q1.json" in msg and "index 14" in msg
+
+
+def test_full_variant_must_carry_every_leaf(full: Bundle) -> None:
+    lines = [json.loads(x) for x in _entries(full.path)]
+    del lines[5]["leaf"]
+    _set_entries(full.path, [canonical_bytes(x) + b"\n" for x in lines])
+    assert "full variant carries every leaf" in _only(_fails(full.path), "entries")
+
+
+def test_bag_info_and_payload_oxum(full: Bundle) -> None:
+    (full.path / "data/new.txt").write_text("x")
+    fails = _fails(full.path)
+    assert "Payload-Oxum" in _only(fails, "bag")
+    assert "data/new.txt is not listed" in _only(fails, "manifest")
+
+
+# --------------------------------------------------------------------------------------
+# the command line, with and without `cryptography`
+# --------------------------------------------------------------------------------------
+
+_BLOCK_CRYPTOGRAPHY = """
+import runpy, sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "cryptography" or name.startswith("cryptography."):
+            raise ImportError("cryptography is blocked for this test")
+        return None
+sys.meta_path.insert(0, _Block())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_runs_isolated_from_the_bundle(bundle: Bundle) -> None:
+    script = bundle.path / "data/verify.py"
+    proc = _run([sys.executable, "-I", str(script), str(bundle.path)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok   entries:" in proc.stdout and "VERIFIED" in proc.stdout
+    assert "(cryptography)" in proc.stdout
+    vkey = bundle.path.parent / "pinned.vkey"
+    vkey.write_text(bundle.signer.vkey() + "\n")
+    proc = _run([sys.executable, "-I", str(script), str(bundle.path), "--vkey", str(vkey)])
+    assert proc.returncode == 0 and "is the pinned key" in proc.stdout
+
+
+def test_cli_without_cryptography(full: Bundle) -> None:
+    script = full.path / "data/verify.py"
+    cmd = [sys.executable, "-I", "-c", _BLOCK_CRYPTOGRAPHY, str(script), str(full.path)]
+    proc = _run(cmd)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(pure-Python RFC 8032)" in proc.stdout
+    _resign(full.path, NoteSigner(Ed25519PrivateKey.generate(), "other"))
+    proc = _run([*cmd, "--quiet"])
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("FAIL manifest: data/checkpoint.txt")
+    assert "FAIL checkpoint: data/checkpoint.txt: no signature by" in proc.stdout
+
+
+def test_cli_reports_failures(full: Bundle) -> None:
+    lines = _entries(full.path)
+    lines[2], lines[3] = lines[3], lines[2]
+    _set_entries(full.path, lines)
+    proc = _run([sys.executable, "-I", str(VERIFY_PY), str(full.path)])
+    assert proc.returncode == 1
+    fail_lines = [x for x in proc.stdout.splitlines() if x.startswith("FAIL")]
+    assert fail_lines == [
+        "FAIL entries: data/entries.ndjson line 3 (index 2): carries index 3, expected 2 "
+        "(a line is missing, duplicated or out of order)"
+    ]
+    assert "NOT VERIFIED" in proc.stdout
+    assert _run([sys.executable, "-I", str(VERIFY_PY), "/nonexistent.zip"]).returncode == 2
+
+
+# --------------------------------------------------------------------------------------
+# primitives
+# --------------------------------------------------------------------------------------
+
+RFC8032 = [  # RFC 8032 §7.1 TEST 1, 2, 3: (secret key, public key, message, signature)
+    ("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+     "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+    ("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+     "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+    ("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+     "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+     "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sk", "pk", "msg", "sig"), RFC8032)
+def test_ed25519_rfc8032_vectors(sk: str, pk: str, msg: str, sig: str) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(sk))
+    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert pub.hex() == pk
+    assert key.sign(bytes.fromhex(msg)).hex() == sig
+    p, m, s = bytes.fromhex(pk), bytes.fromhex(msg), bytes.fromhex(sig)
+    assert V.ed25519_verify_pure(p, m, s)
+    assert V.ed25519_verify(p, m, s)
+    assert not V.ed25519_verify_pure(p, m + b"x", s)
+    assert not V.ed25519_verify_pure(p, m, s[:63] + bytes([s[63] ^ 0x10]))
+    # S + L (non-canonical scalar) is rejected, as RFC 8032 §5.1.7 requires
+    s_plus_l = (int.from_bytes(s[32:], "little") + V._L).to_bytes(32, "little")
+    assert not V.ed25519_verify_pure(p, m, s[:32] + s_plus_l)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    msg=st.binary(max_size=200),
+    flip=st.integers(min_value=0, max_value=64 * 8 + 32 * 8 - 1),
+    junk=st.binary(min_size=64, max_size=64),
+)
+def test_ed25519_pure_agrees_with_cryptography(
+    seed: bytes, msg: bytes, flip: int, junk: bytes
+) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    sig = key.sign(msg)
+    assert V.ed25519_verify_pure(pub, msg, sig) is True
+    # one bit flipped in the signature or the public key
+    if flip < 512:
+        bad_sig = bytearray(sig)
+        bad_sig[flip // 8] ^= 1 << (flip % 8)
+        cases = [(pub, msg, bytes(bad_sig))]
+    else:
+        bad_pub = bytearray(pub)
+        bad_pub[(flip - 512) // 8] ^= 1 << (flip % 8)
+        cases = [(bytes(bad_pub), msg, sig)]
+    cases += [(pub, msg + b"\x00", sig), (pub, msg, junk)]
+    for p, m, s in cases:
+        expected = V._ed25519_verify_cryptography(p, m, s)
+        assert expected is not None
+        assert V.ed25519_verify_pure(p, m, s) is expected
+
+
+_json_leaf = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text()
+_json = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(st.characters(max_codepoint=127), max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=_json)
+def test_canonical_equals_rfc8785(doc: Any) -> None:
+    assert V.canonical(doc) == rfc8785.dumps(doc) == canonical_bytes(doc)
+
+
+@given(doc=st.dictionaries(st.text(max_size=3), st.floats(), min_size=1))
+def test_canonical_refuses_floats_and_non_ascii_keys(doc: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        V.canonical(doc)
+
+
+def test_leaf_json_covers_every_control_character() -> None:
+    text = "".join(chr(c) for c in range(0x80)) + "\u2028\u2029é中😀"
+    assert V.canonical({"s": text}) == rfc8785.dumps({"s": text})
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(0, 70), m=st.integers(0, 70), data=st.data())
+def test_merkle_root_and_consistency_agree_with_ledger_tree(n: int, m: int, data: Any) -> None:
+    m = min(m, n)
+    hashes = [leaf_hash(str(i).encode()) for i in range(n)]
+    assert V.merkle_root(hashes) == root_from_leaf_hashes(hashes)
+    assert V.leaf_hash(b"x") == leaf_hash(b"x")
+    if n == 0:
+        return
+    proof = consistency_proof(m, n, hashes)
+    old, new = root_from_leaf_hashes(hashes[:m]), root_from_leaf_hashes(hashes)
+    assert V.verify_consistency(m, n, proof, old, new)
+    if proof:
+        i = data.draw(st.integers(0, len(proof) - 1))
+        bad = [*proof]
+        bad[i] = hashlib.sha256(bad[i]).digest()
+        assert not V.verify_consistency(m, n, bad, old, new)
+
+
+def test_public_hidden_lines_carry_hash_only(tmp_path: Path) -> None:
+    b = build_bundle(tmp_path, "public")
+    rows = [json.loads(x) for x in _entries(b.path)]
+    assert [r["index"] for r in rows if "leaf" not in r] == sorted(PUBLIC_HIDDEN)
+    for r in rows:
+        assert set(r) <= {"index", "leaf_hash", "leaf"}
+    reader = csv.reader(io.StringIO((b.path / "data/summaries/entries-by-kind.csv").read_text()))
+    assert ["(hash only)", "2"] in list(reader)

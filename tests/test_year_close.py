@@ -1,0 +1,227 @@
+"""Closing a year and its archive bundle, end to end over HTTP and the command line."""
+
+from __future__ import annotations
+
+import hashlib
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ledger.settings import Settings
+from tests.conftest import Org, fund_entry, make_org
+from tests.test_integrity import run_cli
+from tests.test_summaries import approve, disbursement, post, receipt, withhold
+
+
+def party(pid: str) -> dict[str, str]:
+    return {"id": pid, "name": f"公司{pid}", "type": "enterprise"}
+
+
+async def _year(client: Any, org: Org) -> None:
+    """A small 2025: a fund with flows, a reversal, a tender, one withheld, one internal."""
+    opened = fund_entry("PWF", on="2025-01-02")
+    rs = await post(
+        client,
+        org,
+        [
+            opened,
+            receipt("1000.00", "2025-02-01"),
+            receipt("250.50", "2025-03-01"),
+            disbursement("100.00", "2025-04-01"),
+            {**receipt("77.77", "2025-05-01"), "visibility": "internal"},
+            {
+                "kind": "procurement.tender",
+                "subject": "tender/T1",
+                "occurred_on": "2025-03-01",
+                "body": {
+                    "tender_id": "T1",
+                    "title": "监测设备采购",
+                    "method": "open",
+                    "value": {"amount": "5000.00"},
+                    "period": {"start": "2025-03-01", "end": "2025-03-20"},
+                    "buyer": party("B"),
+                },
+            },
+            {
+                "kind": "procurement.bid",
+                "subject": "tender/T1",
+                "occurred_on": "2025-03-05",
+                "body": {"tender_id": "T1", "bidder": party("S1"), "amount": "4800.00",
+                         "submitted_on": "2025-03-05"},
+            },
+            {
+                "kind": "procurement.award",
+                "subject": "tender/T1",
+                "occurred_on": "2025-03-30",
+                "body": {"tender_id": "T1", "supplier": party("S1"), "amount": "4800.00",
+                         "date": "2025-03-30"},
+            },
+        ],
+    )  # fmt: skip
+    reversal = {
+        "kind": "correction.reversal",
+        "subject": "fund/PWF",
+        "occurred_on": "2025-06-01",
+        "body": {"target_log": f"{org.code}/2025", "target_index": 2, "reason": "重复入账"},
+    }
+    rs += await post(client, org, [reversal])
+    for r in rs:
+        if r["index"] in (0, 2, 3, 5, 6, 7):  # the reversal (8) stays pending
+            await approve(client, org, r)
+    await withhold(client, org, rs[1])
+
+
+async def _close(client: Any, org: Org) -> dict[str, Any]:
+    r = await client.post(f"/api/v1/orgs/{org.code}/logs/2025/close", headers=org.auth("admin"))
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def _download(client: Any, org: Org, variant: str, tmp: Path) -> Path:
+    headers = org.auth("auditor") if variant == "full" else {}
+    r = await client.get(
+        f"/api/v1/orgs/{org.code}/archives/2025?variant={variant}", headers=headers
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/zip")
+    path = tmp / f"{org.code}-{variant}.zip"
+    path.write_bytes(r.content)
+    return path
+
+
+def _verify(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    with zipfile.ZipFile(path) as z:
+        source = z.read(next(n for n in z.namelist() if n.endswith("/data/verify.py")))
+    script = path.parent / "verify.py"
+    script.write_bytes(source)
+    return subprocess.run([sys.executable, "-I", str(script), str(path), *extra],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+async def test_close_seals_the_year_and_both_bundles_verify_offline(
+    client: Any, tmp_path: Path, pool: asyncpg.Pool
+) -> None:
+    org = await make_org("c")
+    await _year(client, org)
+    result = await _close(client, org)
+    assert result["final_size"] == 10  # nine entries and year.closed
+    assert result["open_items"]["pending_review"], "an unreviewed entry is carried forward"
+    last = await pool.fetchval(
+        "SELECT kind FROM leaves WHERE org = $1 AND year = 2025 ORDER BY idx DESC LIMIT 1",
+        org.code,
+    )
+    assert last == "year.closed"
+    archived = await pool.fetchrow(
+        "SELECT leaf FROM leaves WHERE org = $1 AND year = 2026 AND kind = 'year.archived'",
+        org.code,
+    )
+    body = json.loads(archived["leaf"])["body"]
+    assert body["size"] == result["final_size"] and body["root"] == result["final_root"]
+    full_sha = next(b["sha256"] for b in result["bundles"] if b["variant"] == "full")
+    assert body["bundle_sha256"] == full_sha
+
+    for variant in ("full", "public"):
+        path = await _download(client, org, variant, tmp_path)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == next(
+            b["sha256"] for b in result["bundles"] if b["variant"] == variant
+        )
+        out = _verify(path)
+        assert out.returncode == 0, out.stdout + out.stderr
+    # The public bundle holds no content of the withheld or internal entries.
+    with zipfile.ZipFile(tmp_path / f"{org.code}-public.zip") as z:
+        entries = z.read(f"gongkai-{org.code}-2025/data/entries.ndjson").decode()
+    assert "77.77" not in entries and "1000.00" not in entries
+    assert "250.50" in entries
+
+
+async def test_posting_into_a_closed_year_is_409(client: Any) -> None:
+    org = await make_org("c")
+    await post(client, org, [fund_entry("A", on="2025-03-01")])
+    await _close(client, org)
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries", json=fund_entry("B", on="2025-05-01"),
+        headers=org.auth(),
+    )  # fmt: skip
+    assert r.status_code == 409
+    assert "closed" in r.json()["detail"]
+    again = await client.post(f"/api/v1/orgs/{org.code}/logs/2025/close", headers=org.auth("admin"))
+    assert again.status_code == 409
+
+
+async def test_the_current_year_cannot_be_closed_and_only_admins_close(client: Any) -> None:
+    org = await make_org("c")
+    await post(client, org, [fund_entry("A")])
+    r = await client.post(f"/api/v1/orgs/{org.code}/logs/2026/close", headers=org.auth("admin"))
+    assert r.status_code == 409
+    r = await client.post(f"/api/v1/orgs/{org.code}/logs/2026/close", headers=org.auth("clerk"))
+    assert r.status_code == 403
+
+
+async def test_full_bundle_is_for_auditors(client: Any) -> None:
+    org = await make_org("c")
+    await post(client, org, [fund_entry("A", on="2025-03-01")])
+    await _close(client, org)
+    r = await client.get(f"/api/v1/orgs/{org.code}/archives/2025?variant=full")
+    assert r.status_code == 401
+    r = await client.get(
+        f"/api/v1/orgs/{org.code}/archives/2025?variant=full", headers=org.auth("clerk")
+    )
+    assert r.status_code == 403
+
+
+async def test_rebuilding_gives_byte_identical_bundles(
+    client: Any, dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    org = await make_org("c")
+    await _year(client, org)
+    result = await _close(client, org)
+    out = run_cli(dsn, settings, "archive", "build", "--org", org.code, "--year", "2025",
+                  "--out", str(tmp_path))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    for b in result["bundles"]:
+        rebuilt = tmp_path / f"gongkai-{org.code}-2025-{b['variant']}.zip"
+        assert hashlib.sha256(rebuilt.read_bytes()).hexdigest() == b["sha256"]
+    check = run_cli(
+        dsn, settings, "archive", "verify", str(tmp_path / f"gongkai-{org.code}-2025-full.zip")
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_bundle_passes_bagit_and_frictionless(client: Any, tmp_path: Path) -> None:
+    bagit = pytest.importorskip("bagit")
+    frictionless = pytest.importorskip("frictionless")
+    org = await make_org("c")
+    await _year(client, org)
+    await _close(client, org)
+    path = await _download(client, org, "public", tmp_path)
+    with zipfile.ZipFile(path) as z:
+        z.extractall(tmp_path / "x")
+    bag_dir = tmp_path / "x" / f"gongkai-{org.code}-2025"
+    bagit.Bag(str(bag_dir)).validate()
+    report = frictionless.validate(str(bag_dir / "data" / "summaries" / "datapackage.json"))
+    assert report.valid, report.flatten(["rowNumber", "fieldNumber", "type", "message"])
+
+
+async def test_a_tampered_bundle_fails_naming_what_broke(client: Any, tmp_path: Path) -> None:
+    org = await make_org("c")
+    await _year(client, org)
+    await _close(client, org)
+    path = await _download(client, org, "full", tmp_path)
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    name = f"gongkai-{org.code}-2025/data/entries.ndjson"
+    files[name] = files[name].replace(b"250.50", b"250.51")
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+    out = _verify(bad)
+    assert out.returncode != 0
+    assert "entries.ndjson" in out.stdout + out.stderr
