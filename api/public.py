@@ -28,6 +28,7 @@ from api.schemas import (
     FundSummaryOut,
     InclusionProofOut,
     LeavesOut,
+    LevyPayerOut,
     LogOut,
     OrgDetailOut,
     OrgOut,
@@ -367,7 +368,28 @@ async def get_ocds(
     return package
 
 
+@get(
+    "/orgs/{org:str}/funds/{code:str}/payers",
+    operation_id="getLevyPayers",
+    summary="Pollution levy per payer: assessed, reduced, collected, outstanding, deferred",
+    tags=["public"],
+)
+async def get_levy_payers(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    code: str,
+    year: Annotated[int, Parameter(ge=1900, le=2999)],
+) -> list[LevyPayerOut]:
+    staff = await _staff(request, org)
+    rt = runtime(request)
+    rows = await queries.levy_by_payer(
+        rt.pool if staff else rt.read_pool, org, code, year=year, staff=staff
+    )
+    return [msgspec.convert(r, LevyPayerOut) for r in rows]
+
+
 ROUTES = [
+    get_levy_payers,
     get_ocds,
     get_fund_summary,
     list_projects,

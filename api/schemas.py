@@ -249,3 +249,17 @@ class TenderOut(msgspec.Struct, omit_defaults=True):
     period_end: str
     project_code: str | None = None
     entry: Annotated[str | None, Meta(description="<log>#<index> of the tender entry")] = None
+
+
+class LevyPayerOut(msgspec.Struct):
+    """One payer of a pollution levy: what was assessed and what was paid."""
+
+    payer_id: str
+    payer_name: str
+    assessments: int
+    assessed: str
+    reduced: Annotated[str, Meta(description="Reductions granted (减免)")]
+    due: Annotated[str, Meta(description="assessed - reduced")]
+    collected: Annotated[str, Meta(description="Receipts from the payer into the fund, the year")]
+    outstanding: str
+    deferred_until: Annotated[str | None, Meta(description="Latest deferral (缓缴) granted")]

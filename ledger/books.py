@@ -162,6 +162,7 @@ class Books:
         self.reversed_events: list[tuple[int, int]] = []
         self.reviews: list[tuple[Any, ...]] = []
         self.reversals: list[tuple[Any, ...]] = []
+        self.assessments: list[tuple[Any, ...]] = []
         #: (year, index) of the fund.opened entry of each fund opened here.
         self.opened: dict[str, tuple[int, int]] = {}
 
@@ -533,6 +534,13 @@ class Books:
                 columns=("org", "target_year", "target_index", "decision", "reason",
                          "legal_basis", "reviewer", "year", "idx", "reviewed_at"),
             )  # fmt: skip
+        if self.assessments:
+            await c.copy_records_to_table(
+                "levy_assessments",
+                records=self.assessments,
+                columns=("org", "year", "idx", "fund_code", "payer_id", "payer_name", "period",
+                         "assessed_fen", "reduction_fen", "deferred_until", "reference"),
+            )  # fmt: skip
         if self.reversals:
             await c.copy_records_to_table(
                 "reversals",
@@ -605,6 +613,24 @@ def _fund_disbursement(b: Books, s: Sequenced) -> None:
     if project is not None:
         project.disbursed += fen
         project.dirty = True
+
+
+def _fund_levy_assessed(b: Books, s: Sequenced) -> None:
+    body = s.entry.body
+    assert isinstance(body, k.FundLevyAssessed)
+    fund = b._fund(body.fund_code)
+    if fund.category != "pollution_levy":
+        raise _invalid("$.body.fund_code", f"fund {fund.code} is not a pollution-levy fund")
+    assessed = _positive(body.amount)
+    reduction = to_fen(body.reduction) if body.reduction else 0
+    if reduction > assessed:
+        raise _invalid("$.body.reduction", "a reduction cannot exceed the amount assessed")
+    if reduction and not body.reduction_basis:
+        raise _invalid("$.body.reduction_basis", "a reduction needs its basis")
+    b.assessments.append(
+        (b.org, s.year, s.index, body.fund_code, body.payer.id, body.payer.name, body.period,
+         assessed, reduction, body.deferred_until, body.reference)
+    )  # fmt: skip
 
 
 def _project_registered(b: Books, s: Sequenced) -> None:
@@ -898,6 +924,7 @@ _HANDLERS = {
     "fund.target_set": _fund_target_set,
     "fund.receipt": _fund_receipt,
     "fund.disbursement": _fund_disbursement,
+    "fund.levy_assessed": _fund_levy_assessed,
     "project.registered": _project_registered,
     "project.approval": _project_approval,
     "project.status": _project_status,

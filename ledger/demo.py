@@ -124,6 +124,15 @@ def _epb(year: int, last_month: int) -> Plan:
              {"fund_code": "OFFICE", "name": "机关运行经费（车辆燃油、办公费）",
               "category": "other"}, visibility="internal")  # fmt: skip
 
+    # Assessments per enterprise (排污费核定): reductions and a deferral among them.
+    for n, (pid, name) in enumerate(ENTERPRISES):
+        plan.add(f"assess-{n}", "fund.levy_assessed", "fund/PWF", dt.date(y, 1, 8),
+                 {"fund_code": "PWF", "period": str(y), "amount": _yuan(58_000_000 - n * 1_000_000),
+                  "payer": {"id": pid, "name": name, "type": "enterprise"},
+                  "reference": f"示环核字〔{y}〕{n + 1:03d}号",
+                  **({"reduction": "30000.00", "reduction_basis": "《排污费征收使用管理条例》第十五条"}
+                     if n == 2 else {}),
+                  **({"deferred_until": f"{y}-12-31"} if n == 4 else {})})  # fmt: skip
     # Pollution levy collected from 24 assessments: 3,080,000.00 in all.
     remaining = 308_000_000
     for i in range(24):

@@ -90,6 +90,20 @@ class FundDisbursement(Body):
     project_code: Code | None = None
 
 
+class FundLevyAssessed(Body):
+    """Pollution levy (排污费) assessed on a payer: the amount due, any reduction and its
+    basis, any deferral. A memo: money moves only with the payer's fund.receipt."""
+
+    fund_code: Code
+    payer: Party
+    period: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}(-Q[1-4]|-[01][0-9])?$")]
+    amount: Amount
+    reference: ShortText
+    reduction: Amount | None = None
+    reduction_basis: Text | None = None
+    deferred_until: dt.date | None = None
+
+
 # --- projects ------------------------------------------------------------------------
 
 
@@ -348,6 +362,7 @@ KINDS: dict[str, type[Body]] = {
     "fund.target_set": FundTargetSet,
     "fund.receipt": FundReceipt,
     "fund.disbursement": FundDisbursement,
+    "fund.levy_assessed": FundLevyAssessed,
     "project.registered": ProjectRegistered,
     "project.approval": ProjectApproval,
     "project.status": ProjectStatus,

@@ -446,3 +446,62 @@ async def procurement_leaves(
         for r in rows
         if staff or status_of(r["kind"], r["visibility"], r["decision"]) == "approved"
     ]
+
+
+async def levy_by_payer(
+    conn: Any, org: str, fund_code: str, *, year: int, staff: bool
+) -> list[dict[str, Any]]:
+    """Per payer of a pollution-levy fund: assessed, reduced, due, collected, outstanding.
+
+    Assessments of the year (by their entry's year) against receipts from the payer
+    into the fund dated in the year; reversals of receipts count against them. The
+    public sees approved assessments and approved receipts only.
+    """
+    await get_fund(conn, org, fund_code, staff=staff)
+    approved = "" if staff else "AND rv.decision = 'approved'"
+    assessed = await conn.fetch(
+        f"""SELECT a.payer_id, max(a.payer_name) AS payer_name, sum(a.assessed_fen) AS assessed,
+                   sum(a.reduction_fen) AS reduced, max(a.deferred_until) AS deferred_until,
+                   count(*) AS assessments
+            FROM levy_assessments a
+            LEFT JOIN reviews rv ON rv.org = a.org AND rv.target_year = a.year
+                 AND rv.target_index = a.idx
+            WHERE a.org = $1 AND a.fund_code = $2 AND a.year = $3 {approved}
+            GROUP BY a.payer_id""",
+        org,
+        fund_code,
+        year,
+    )
+    collected = {
+        r["account"][6:]: -int(r["total"])
+        for r in await conn.fetch(
+            f"""SELECT p.account, sum(p.amount_fen) AS total FROM postings p
+                LEFT JOIN reviews rv ON rv.org = p.org AND rv.target_year = p.year
+                     AND rv.target_index = p.idx
+                WHERE p.org = $1 AND p.fund_code = $2 AND p.account LIKE 'payer:%'
+                  AND p.month >= $3 AND p.month < $4 {approved}
+                GROUP BY p.account""",
+            org,
+            fund_code,
+            dt.date(year, 1, 1),
+            dt.date(year + 1, 1, 1),
+        )
+    }
+    rows = []
+    for r in sorted(assessed, key=lambda r: r["payer_id"]):
+        due = int(r["assessed"]) - int(r["reduced"])
+        got = collected.get(r["payer_id"], 0)
+        rows.append(
+            {
+                "payer_id": r["payer_id"],
+                "payer_name": r["payer_name"],
+                "assessments": r["assessments"],
+                "assessed": from_fen(int(r["assessed"])),
+                "reduced": from_fen(int(r["reduced"])),
+                "due": from_fen(due),
+                "collected": from_fen(got),
+                "outstanding": from_fen(max(due - got, 0)),
+                "deferred_until": r["deferred_until"].isoformat() if r["deferred_until"] else None,
+            }
+        )
+    return rows
