@@ -61,6 +61,7 @@ held; 1 means at least one failed; 2 means the bundle could not be opened.
 from __future__ import annotations
 
 import argparse
+import array
 import base64
 import binascii
 import csv
@@ -85,14 +86,18 @@ __all__ = [
     "EMPTY_ROOT",
     "CheckResult",
     "SummaryBuilder",
+    "VKey",
+    "VerificationError",
     "canonical",
     "check_bag",
     "datapackage",
     "ed25519_verify",
+    "ed25519_verify_pure",
     "leaf_hash",
     "main",
     "merkle_root",
     "open_bundle",
+    "open_note",
     "summary_csvs",
     "verify_bag",
     "verify_consistency",
@@ -158,24 +163,13 @@ def _strict_int(text: str) -> int:
     return value
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise ValueError("duplicate object key")
-    if not "".join(out).isascii():
-        raise ValueError("non-ASCII object key")
-    return out
-
-
-def _loads_strict(data: bytes) -> Any:
-    """Parse JSON that must be representable canonically (raises ValueError otherwise)."""
-    return json.loads(
-        data.decode("utf-8"),
-        parse_float=_no_float,
-        parse_int=_strict_int,
-        parse_constant=_no_float,
-        object_pairs_hook=_pairs,
-    )
+# Entries are parsed and re-encoded with these two, reused for speed. A line is accepted
+# only if re-encoding gives back exactly its text, which rules out duplicate keys,
+# whitespace, escapes other than JCS's and key order other than sorted.
+_DECODER = json.JSONDecoder(parse_float=_no_float, parse_int=_strict_int, parse_constant=_no_float)
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 # ======================================================================================
@@ -218,12 +212,6 @@ class _Frontier:
             size >>= 1
         self.hashes.append(h)
         self.size += 1
-
-    def copy(self) -> _Frontier:
-        other = _Frontier()
-        other.size = self.size
-        other.hashes = self.hashes.copy()
-        return other
 
     def root(self) -> bytes:
         if not self.hashes:
@@ -399,17 +387,17 @@ def ed25519_verify(pub: bytes, msg: bytes, sig: bytes) -> bool:
 _SIG_PREFIX = "\u2014 "
 
 
-class _Fail(Exception):
-    """A check failed; the message names the file and what broke."""
+class VerificationError(Exception):
+    """A check failed; the message names the file (line, index) and what broke."""
 
 
 def _b64_strict(text: str, what: str) -> bytes:
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (UnicodeEncodeError, binascii.Error):
-        raise _Fail(f"{what} is not valid base64") from None
+        raise VerificationError(f"{what} is not valid base64") from None
     if base64.b64encode(raw).decode("ascii") != text:
-        raise _Fail(f"{what} is not canonical base64")
+        raise VerificationError(f"{what} is not canonical base64")
     return raw
 
 
@@ -434,17 +422,17 @@ class VKey:
         name, _, rest = text.partition("+")
         hex_id, sep, key_b64 = rest.partition("+")  # base64 may itself contain '+'
         if not sep:
-            raise _Fail(f"{what}: not a vkey '<name>+<key id>+<base64 key>'")
+            raise VerificationError(f"{what}: not a vkey '<name>+<key id>+<base64 key>'")
         if not name or any(ch.isspace() or ord(ch) < 0x20 for ch in name):
-            raise _Fail(f"{what}: invalid key name {name!r}")
+            raise VerificationError(f"{what}: invalid key name {name!r}")
         if not re.fullmatch(r"[0-9a-fA-F]{8}", hex_id):
-            raise _Fail(f"{what}: key id {hex_id!r} is not 8 hex digits")
+            raise VerificationError(f"{what}: key id {hex_id!r} is not 8 hex digits")
         key = _b64_strict(key_b64, f"{what}: public key")
         if len(key) != 33 or key[0] != 0x01:
-            raise _Fail(f"{what}: not an Ed25519 key (type 0x01 and 32 bytes)")
+            raise VerificationError(f"{what}: not an Ed25519 key (type 0x01 and 32 bytes)")
         pub = key[1:]
         if bytes.fromhex(hex_id) != _key_id(name, pub):
-            raise _Fail(
+            raise VerificationError(
                 f"{what}: key id {hex_id.lower()} does not match its key "
                 f"(expected {_key_id(name, pub).hex()})"
             )
@@ -462,36 +450,38 @@ def open_note(note: str, key: VKey, what: str) -> Checkpoint:
     """Verify a signed checkpoint note with ``key``; return its origin, size and root."""
     split = note.rfind("\n\n")
     if split < 0:
-        raise _Fail(f"{what}: no blank line between the checkpoint and its signatures")
+        raise VerificationError(f"{what}: no blank line between the checkpoint and its signatures")
     text, sig_block = note[: split + 1], note[split + 2 :]
     if not sig_block.endswith("\n"):
-        raise _Fail(f"{what}: signature block does not end with a newline")
+        raise VerificationError(f"{what}: signature block does not end with a newline")
     lines = text[:-1].split("\n")
     if len(lines) != 3:
-        raise _Fail(f"{what}: checkpoint body has {len(lines)} lines, expected 3")
+        raise VerificationError(f"{what}: checkpoint body has {len(lines)} lines, expected 3")
     origin, size_text, root_b64 = lines
     if not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_text):
-        raise _Fail(f"{what}: tree size {size_text!r} is not a canonical decimal")
+        raise VerificationError(f"{what}: tree size {size_text!r} is not a canonical decimal")
     root = _b64_strict(root_b64, f"{what}: root")
     if len(root) != 32:
-        raise _Fail(f"{what}: root is {len(root)} bytes, expected 32")
+        raise VerificationError(f"{what}: root is {len(root)} bytes, expected 32")
     found: list[str] = []
     verified = False
     for number, line in enumerate(sig_block[:-1].split("\n"), start=1):
         if not line.startswith(_SIG_PREFIX):
-            raise _Fail(f"{what}: signature line {number} does not start with '— '")
+            raise VerificationError(f"{what}: signature line {number} does not start with '— '")
         name, _, sig_b64 = line[len(_SIG_PREFIX) :].partition(" ")
         raw = _b64_strict(sig_b64, f"{what}: signature line {number}")
         if len(raw) < 5:
-            raise _Fail(f"{what}: signature line {number} is too short")
+            raise VerificationError(f"{what}: signature line {number} is too short")
         if name != key.name or raw[:4] != key.key_id:
             found.append(f"{name}+{raw[:4].hex()}")
             continue
         if len(raw) != 68 or not ed25519_verify(key.public_key, text.encode("utf-8"), raw[4:]):
-            raise _Fail(f"{what}: the signature by {key} does not verify")
+            raise VerificationError(f"{what}: the signature by {key} does not verify")
         verified = True
     if not verified:
-        raise _Fail(f"{what}: no signature by {key} (found: {', '.join(found) or 'none'})")
+        raise VerificationError(
+            f"{what}: no signature by {key} (found: {', '.join(found) or 'none'})"
+        )
     return Checkpoint(origin, int(size_text), root)
 
 
@@ -546,6 +536,13 @@ def _str(value: Any, where: str) -> str:
     return value
 
 
+_EVENT_FIELDS = {  # kind -> (event, party field, date field)
+    "procurement.bid": ("bid", "bidder", "submitted_on"),
+    "procurement.award": ("award", "supplier", "date"),
+    "procurement.contract": ("contract", "supplier", "signed_on"),
+}
+
+
 @dataclass
 class _Tender:
     title: str = ""
@@ -568,7 +565,13 @@ class SummaryBuilder:
         self.kinds: dict[str, int] = {}
         self.hash_only = 0
         self.flows: dict[tuple[str, str], list[int]] = {}
-        self.money: dict[int, tuple[str, str, int]] = {}  # index -> (kind, fund, fen)
+        # Receipts and disbursements by leaf index, as two flat arrays (12 bytes a leaf):
+        # the fund as +n (receipt) or -n (disbursement) for fund self.funds[n - 1], 0 for
+        # any other leaf, and the amount in fen.
+        self.funds: list[str] = []
+        self._fund_ids: dict[str, int] = {}
+        self._money_fund = array.array("q")
+        self._money_fen = array.array("q")
         self.tenders: dict[str, _Tender] = {}
         self.events: dict[int, str] = {}  # index -> tender id
         self.reversed: set[int] = set()
@@ -576,70 +579,87 @@ class SummaryBuilder:
     def add(self, item: Mapping[str, Any] | None) -> None:
         """Add one line: a leaf object, an entry ``{"index","leaf_hash"[,"leaf"]}``, or None.
 
-        None, and an entry without ``leaf``, count as a hash-only line.
+        None, and an entry without ``leaf``, count as a hash-only line. A leaf that
+        cannot be summarised raises ValueError naming its index and field.
         """
         if item is not None and "leaf_hash" in item:
             item = item.get("leaf")
         if item is None:
             self.hash_only += 1
             return
-        leaf = item
+        try:
+            self._add(item)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            what = f"{exc!r}" if isinstance(exc, KeyError) else str(exc)
+            kind = item.get("kind") if isinstance(item, Mapping) else None
+            index = item.get("index") if isinstance(item, Mapping) else None
+            raise ValueError(f"leaf {index} ({kind}): {what}") from None
+
+    def _add(self, leaf: Mapping[str, Any]) -> None:
         kind = _str(leaf["kind"], "kind")
-        self.kinds[kind] = self.kinds.get(kind, 0) + 1
         index = leaf["index"]
-        where = f"leaf {index} ({kind})"
+        if type(index) is not int:
+            raise ValueError("index is not an integer")
         body = leaf["body"]
         if not isinstance(body, Mapping):
-            raise ValueError(f"{where}: body is not an object")
-        month = _str(leaf["occurred_on"], f"{where} occurred_on")[:7]
+            raise ValueError("body is not an object")
+        month = _str(leaf["occurred_on"], "occurred_on")[:7]
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if kind in ("fund.receipt", "fund.disbursement"):
-            fund = _str(body["fund_code"], f"{where} fund_code")
-            fen = _fen(body["amount"], f"{where} amount")
-            self.money[index] = (kind, fund, fen)
+            fund = _str(body["fund_code"], "fund_code")
+            fen = _fen(body["amount"], "amount")
+            if index < len(self._money_fund):
+                raise ValueError("leaf index out of order")
+            fund_id = self._fund_ids.setdefault(fund, len(self._fund_ids) + 1)
+            if fund_id > len(self.funds):
+                self.funds.append(fund)
+            pad = index - len(self._money_fund)
+            if pad:
+                self._money_fund.extend([0] * pad)
+                self._money_fen.extend([0] * pad)
+            self._money_fund.append(fund_id if kind == "fund.receipt" else -fund_id)
+            self._money_fen.append(fen)
             self._flow(fund, month, kind, fen, 1)
         elif kind == "correction.reversal":
             target = body.get("target_index")
             if body.get("target_log") != leaf["log"] or type(target) is not int:
                 return  # a reversal of another year's entry: not in this bundle
-            if target in self.reversed:
+            if target in self.reversed or target >= index:
                 return
-            if target in self.money:
-                t_kind, fund, fen = self.money[target]
-                self._flow(fund, month, t_kind, -fen, -1)
+            code = self._money_fund[target] if 0 <= target < len(self._money_fund) else 0
+            if code:
+                t_kind = "fund.receipt" if code > 0 else "fund.disbursement"
+                fen = self._money_fen[target]
+                self._flow(self.funds[abs(code) - 1], month, t_kind, -fen, -1)
                 self.reversed.add(target)
             elif target in self.events:
                 self.tenders[self.events[target]].events.pop(target, None)
                 self.reversed.add(target)
         elif kind.startswith("procurement."):
-            tid = _str(body["tender_id"], f"{where} tender_id")
+            tid = _str(body["tender_id"], "tender_id")
             tender = self.tenders.setdefault(tid, _Tender())
             if kind == "procurement.tender":
                 value = body["value"]
-                tender.title = _str(body["title"], f"{where} title")
-                tender.method = _str(body["method"], f"{where} method")
-                tender.value = _yuan(_fen(value["amount"], f"{where} value"))
-                tender.currency = _str(value.get("currency", "CNY"), f"{where} currency")
+                tender.title = _str(body["title"], "title")
+                tender.method = _str(body["method"], "method")
+                tender.value = _yuan(_fen(value["amount"], "value.amount"))
+                tender.currency = _str(value.get("currency", "CNY"), "value.currency")
             elif kind == "procurement.amendment":
                 changes = body.get("changes") or {}
                 if tender.method:  # only a tender present in this bundle is amended
                     if changes.get("title") is not None:
-                        tender.title = _str(changes["title"], f"{where} title")
+                        tender.title = _str(changes["title"], "changes.title")
                     if changes.get("value") is not None:
                         value = changes["value"]
-                        tender.value = _yuan(_fen(value["amount"], f"{where} value"))
-                        tender.currency = _str(value.get("currency", "CNY"), f"{where} currency")
+                        tender.value = _yuan(_fen(value["amount"], "changes.value.amount"))
+                        tender.currency = _str(value.get("currency", "CNY"), "changes.value")
             elif kind == "procurement.cancelled":
                 tender.cancelled = True
-            elif kind in ("procurement.bid", "procurement.award", "procurement.contract"):
-                short = kind.removeprefix("procurement.")
-                party_key, date_key = {
-                    "bid": ("bidder", "submitted_on"),
-                    "award": ("supplier", "date"),
-                    "contract": ("supplier", "signed_on"),
-                }[short]
-                party = _str(body[party_key]["id"], f"{where} {party_key}.id")
-                fen = _fen(body["amount"], f"{where} amount")
-                tender.events[index] = (short, party, fen, _str(body[date_key], where))
+            elif kind in _EVENT_FIELDS:
+                short, party_key, date_key = _EVENT_FIELDS[kind]
+                party = _str(body[party_key]["id"], f"{party_key}.id")
+                fen = _fen(body["amount"], "amount")
+                tender.events[index] = (short, party, fen, _str(body[date_key], date_key))
                 self.events[index] = tid
 
     def _flow(self, fund: str, month: str, kind: str, fen: int, count: int) -> None:
@@ -696,12 +716,22 @@ class SummaryBuilder:
         }
 
 
+def _csv_cell(value: Any) -> str:
+    text = str(value)
+    if any(ch in text for ch in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue().encode("utf-8")
+    """RFC 4180 text with "\\n" line ends: a cell is quoted iff it holds , " CR or LF.
+
+    That is what ``csv.writer(lineterminator="\\n")`` with QUOTE_MINIMAL writes, except
+    that it also quotes a lone CR (which the csv module of 3.11 leaves bare), so the
+    bytes do not depend on the Python version.
+    """
+    lines = [",".join(_csv_cell(v) for v in row) + "\n" for row in [header, *rows]]
+    return "".join(lines).encode("utf-8")
 
 
 def summary_csvs(leaves: Iterable[Mapping[str, Any] | None]) -> dict[str, bytes]:
@@ -709,8 +739,9 @@ def summary_csvs(leaves: Iterable[Mapping[str, Any] | None]) -> dict[str, bytes]
 
     ``leaves`` are the lines of ``entries.ndjson`` in index order, each given as the
     leaf object, as the entry object ``{"index","leaf_hash"[,"leaf"]}``, or as None
-    for a hash-only line. CSVs are UTF-8, "\\n" line ends, a header row,
-    ``csv.QUOTE_MINIMAL``; amounts are exact two-place yuan strings computed in fen.
+    for a hash-only line. CSVs are UTF-8 with a header row, "\\n" line ends and minimal
+    RFC 4180 quoting (see ``_csv``); amounts are exact two-place yuan strings computed in
+    integer fen.
 
     ``fund-flows.csv`` — fund_code, month, receipts, disbursements, receipts_count,
     disbursements_count: one row per (fund_code, month = occurred_on[:7]) with any
@@ -843,7 +874,9 @@ def _safe_member(name: str) -> PurePosixPath:
 
 
 def _top_dir(dest: Path) -> Path:
-    entries = [p for p in dest.iterdir()]
+    if (dest / "bagit.txt").is_file():
+        return dest  # archived from inside the bag directory
+    entries = list(dest.iterdir())
     if len(entries) != 1 or not entries[0].is_dir():
         raise ValueError("the archive must hold exactly one top-level directory (the bag)")
     return entries[0]
@@ -908,7 +941,7 @@ class CheckResult:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.status:<4} {self.check}: {self.message}"
+        return f"{'ok ' if self.status == 'ok' else self.status} {self.check}: {self.message}"
 
 
 def _sha256_file(path: Path) -> str:
@@ -923,14 +956,14 @@ def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise _Fail(f"{what} is missing") from None
+        raise VerificationError(f"{what} is missing") from None
     except UnicodeDecodeError:
-        raise _Fail(f"{what} is not valid UTF-8") from None
+        raise VerificationError(f"{what} is not valid UTF-8") from None
 
 
 def _unhex(text: Any, what: str) -> bytes:
     if type(text) is not str or not re.fullmatch(r"[0-9a-f]{64}", text):
-        raise _Fail(f"{what}: {text!r} is not a 64-digit lowercase hex hash")
+        raise VerificationError(f"{what}: {text!r} is not a 64-digit lowercase hex hash")
     return bytes.fromhex(text)
 
 
@@ -943,17 +976,17 @@ def _read_manifest(path: Path, name: str) -> dict[str, str]:
     entries: dict[str, str] = {}
     text = _read_text(path, name)
     if text and not text.endswith("\n"):
-        raise _Fail(f"{name}: last line does not end with a newline")
-    for number, line in enumerate(text.splitlines(), start=1):
+        raise VerificationError(f"{name}: last line does not end with a newline")
+    for number, line in enumerate(text[:-1].split("\n") if text else [], start=1):
         m = re.fullmatch(r"([0-9a-fA-F]{64})[ \t]+(\*?)(.+)", line)
         if not m:
-            raise _Fail(f"{name} line {number}: not '<sha256>  <path>': {line!r}")
+            raise VerificationError(f"{name} line {number}: not '<sha256>  <path>': {line!r}")
         rel = _bag_path(m.group(3))
         p = PurePosixPath(rel)
         if p.is_absolute() or ".." in p.parts:
-            raise _Fail(f"{name} line {number}: unsafe path {rel!r}")
+            raise VerificationError(f"{name} line {number}: unsafe path {rel!r}")
         if rel in entries:
-            raise _Fail(f"{name} line {number}: {rel} is listed twice")
+            raise VerificationError(f"{name} line {number}: {rel} is listed twice")
         entries[rel] = m.group(1).lower()
     return entries
 
@@ -1004,13 +1037,15 @@ _INFO_REQUIRED = (
 def _payload_files(bag: _Bag) -> list[str]:
     data = bag.root / "data"
     if not data.is_dir():
-        raise _Fail("data/ (the payload directory) is missing")
+        raise VerificationError("data/ (the payload directory) is missing")
     files: list[str] = []
     for dirpath, dirnames, filenames in os.walk(data):
         for name in dirnames + filenames:
             full = Path(dirpath) / name
             if full.is_symlink():
-                raise _Fail(f"{full.relative_to(bag.root).as_posix()} is a symbolic link")
+                raise VerificationError(
+                    f"{full.relative_to(bag.root).as_posix()} is a symbolic link"
+                )
         for name in filenames:
             files.append((Path(dirpath) / name).relative_to(bag.root).as_posix())
     return sorted(files)
@@ -1019,43 +1054,47 @@ def _payload_files(bag: _Bag) -> list[str]:
 def _check_bag(bag: _Bag) -> str:
     text = _read_text(bag.root / "bagit.txt", "bagit.txt")
     if text != "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n":
-        raise _Fail(f"bagit.txt is not the BagIt 1.0 declaration: {text!r}")
+        raise VerificationError(f"bagit.txt is not the BagIt 1.0 declaration: {text!r}")
     info_text = _read_text(bag.root / "bag-info.txt", "bag-info.txt")
     for number, line in enumerate(info_text.splitlines(), start=1):
         key, sep, value = line.partition(": ")
         if not sep or not key or key[0].isspace():
-            raise _Fail(f"bag-info.txt line {number}: not 'Key: value': {line!r}")
+            raise VerificationError(f"bag-info.txt line {number}: not 'Key: value': {line!r}")
         if key in bag.info:
-            raise _Fail(f"bag-info.txt line {number}: {key} given twice")
+            raise VerificationError(f"bag-info.txt line {number}: {key} given twice")
         bag.info[key] = value
     for key in _INFO_REQUIRED:
         if key not in bag.info:
-            raise _Fail(f"bag-info.txt has no {key}")
+            raise VerificationError(f"bag-info.txt has no {key}")
     m = re.fullmatch(
         r"gongkai:([a-z0-9][a-z0-9-]{0,62}):([0-9]{4})", bag.info["External-Identifier"]
     )
     if not m:
-        raise _Fail(
+        raise VerificationError(
             f"bag-info.txt External-Identifier {bag.info['External-Identifier']!r} "
             "is not gongkai:<org>:<year>"
         )
     org, year = m.group(1), int(m.group(2))
     if bag.info["Bag-Group-Identifier"] != f"gongkai:{org}":
-        raise _Fail(f"bag-info.txt Bag-Group-Identifier is not gongkai:{org}")
+        raise VerificationError(f"bag-info.txt Bag-Group-Identifier is not gongkai:{org}")
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", bag.info["Bagging-Date"]):
-        raise _Fail("bag-info.txt Bagging-Date is not YYYY-MM-DD")
+        raise VerificationError("bag-info.txt Bagging-Date is not YYYY-MM-DD")
     variant = bag.info["Gongkai-Variant"]
     if variant not in ("full", "public"):
-        raise _Fail(f"bag-info.txt Gongkai-Variant {variant!r} is neither full nor public")
+        raise VerificationError(
+            f"bag-info.txt Gongkai-Variant {variant!r} is neither full nor public"
+        )
     origin = bag.info["Gongkai-Origin"]
     if not origin or any(ch.isspace() for ch in origin):
-        raise _Fail(f"bag-info.txt Gongkai-Origin {origin!r} is not a valid origin prefix")
+        raise VerificationError(
+            f"bag-info.txt Gongkai-Origin {origin!r} is not a valid origin prefix"
+        )
     bag.org, bag.year, bag.variant, bag.origin = org, year, variant, origin
     files = _payload_files(bag)
     total = sum((bag.root / f).stat().st_size for f in files)
     oxum = f"{total}.{len(files)}"
     if bag.info["Payload-Oxum"] != oxum:
-        raise _Fail(
+        raise VerificationError(
             f"bag-info.txt Payload-Oxum is {bag.info['Payload-Oxum']} but the payload "
             f"on disk is {oxum} (bytes.files)"
         )
@@ -1067,15 +1106,15 @@ def _check_manifest(bag: _Bag) -> str:
     files = _payload_files(bag)
     for rel in listed:
         if not rel.startswith("data/"):
-            raise _Fail(f"manifest-sha256.txt lists {rel}, which is not under data/")
+            raise VerificationError(f"manifest-sha256.txt lists {rel}, which is not under data/")
         if rel not in files:
-            raise _Fail(f"manifest-sha256.txt lists {rel}, which is not in the bag")
+            raise VerificationError(f"manifest-sha256.txt lists {rel}, which is not in the bag")
     for rel in files:
         if rel not in listed:
-            raise _Fail(f"{rel} is not listed in manifest-sha256.txt")
+            raise VerificationError(f"{rel} is not listed in manifest-sha256.txt")
         digest = _sha256_file(bag.root / rel)
         if digest != listed[rel]:
-            raise _Fail(
+            raise VerificationError(
                 f"{rel}: SHA-256 is {digest}, manifest-sha256.txt says {listed[rel]} "
                 "(the file or its manifest entry was changed)"
             )
@@ -1086,16 +1125,16 @@ def _check_tagmanifest(bag: _Bag) -> str:
     listed = _read_manifest(bag.root / "tagmanifest-sha256.txt", "tagmanifest-sha256.txt")
     for rel in ("bagit.txt", "bag-info.txt", "manifest-sha256.txt"):
         if rel not in listed:
-            raise _Fail(f"tagmanifest-sha256.txt does not list {rel}")
+            raise VerificationError(f"tagmanifest-sha256.txt does not list {rel}")
     for rel, expected in listed.items():
         if rel.startswith("data/"):
-            raise _Fail(f"tagmanifest-sha256.txt lists payload file {rel}")
+            raise VerificationError(f"tagmanifest-sha256.txt lists payload file {rel}")
         path = bag.root / rel
         if not path.is_file():
-            raise _Fail(f"tagmanifest-sha256.txt lists {rel}, which is not in the bag")
+            raise VerificationError(f"tagmanifest-sha256.txt lists {rel}, which is not in the bag")
         digest = _sha256_file(path)
         if digest != expected:
-            raise _Fail(
+            raise VerificationError(
                 f"{rel}: SHA-256 is {digest}, tagmanifest-sha256.txt says {expected} "
                 f"({rel} or its tag manifest entry was changed)"
             )
@@ -1119,7 +1158,7 @@ def _check_vkey(bag: _Bag, pinned: str | None) -> list[CheckResult]:
     key = VKey.parse(pinned, "pinned vkey")
     bag.key = key
     if in_bag != key:
-        raise _Fail(f"data/vkey.txt holds {in_bag}, which is not the pinned key {key}")
+        raise VerificationError(f"data/vkey.txt holds {in_bag}, which is not the pinned key {key}")
     return [CheckResult("ok", "vkey", f"data/vkey.txt is the pinned key {key}")]
 
 
@@ -1131,7 +1170,9 @@ def _check_checkpoint(bag: _Bag) -> str:
     if bag.origin is not None and bag.log is not None:
         expected = f"{bag.origin}/{bag.log}"
         if cp.origin != expected:
-            raise _Fail(f"data/checkpoint.txt: origin is {cp.origin!r}, expected {expected!r}")
+            raise VerificationError(
+                f"data/checkpoint.txt: origin is {cp.origin!r}, expected {expected!r}"
+            )
     bag.checkpoint = cp
     return (
         f"data/checkpoint.txt signed by {bag.key} ({ed25519_backend()}): "
@@ -1148,28 +1189,29 @@ def _load_consistency(bag: _Bag) -> None:
     try:
         doc = json.loads(_read_text(bag.data("consistency.json"), "data/consistency.json"))
     except ValueError as exc:
-        raise _Fail(f"data/consistency.json is not JSON: {exc}") from None
+        raise VerificationError(f"data/consistency.json is not JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("proofs"), list):
-        raise _Fail("data/consistency.json has no 'proofs' list")
+        raise VerificationError("data/consistency.json has no 'proofs' list")
     final = doc.get("final")
     if not isinstance(final, dict) or type(final.get("size")) is not int:
-        raise _Fail("data/consistency.json has no 'final' {size, root}")
+        raise VerificationError("data/consistency.json has no 'final' {size, root}")
     bag.final = (final["size"], _unhex(final.get("root"), "data/consistency.json final.root"))
     proofs: list[dict[str, Any]] = []
     for i, p in enumerate(doc["proofs"]):
         what = f"data/consistency.json proofs[{i}]"
         if not isinstance(p, dict):
-            raise _Fail(f"{what} is not an object")
+            raise VerificationError(f"{what} is not an object")
         size = p.get("size")
         if type(size) is not int or size < 0:
-            raise _Fail(f"{what}: size {size!r} is not a tree size")
+            raise VerificationError(f"{what}: size {size!r} is not a tree size")
         if not isinstance(p.get("path"), list):
-            raise _Fail(f"{what}: no 'path' list")
+            raise VerificationError(f"{what}: no 'path' list")
         proofs.append(p)
     bag.proofs = proofs
 
 
 _ENTRY_KEYS = {"index", "leaf_hash", "leaf"}
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _LEAF_KEYS = {
     "v",
     "log",
@@ -1186,103 +1228,123 @@ _LEAF_KEYS = {
 }
 
 
-def _check_leaf(leaf: Any, index: int, bag: _Bag, where: str) -> None:
+def _check_leaf(leaf: Any, index: int, log: str | None) -> None:
     if not isinstance(leaf, dict):
-        raise _Fail(f"{where}: 'leaf' is not an object")
-    if set(leaf) != _LEAF_KEYS:
+        raise VerificationError("'leaf' is not an object")
+    if leaf.keys() != _LEAF_KEYS:
         missing = sorted(_LEAF_KEYS - set(leaf))
         extra = sorted(set(leaf) - _LEAF_KEYS)
-        raise _Fail(f"{where}: leaf fields differ from SPEC §4 (missing {missing}, extra {extra})")
+        raise VerificationError(
+            f"leaf fields differ from SPEC §4 (missing {missing}, extra {extra})"
+        )
     if leaf["v"] != 1:
-        raise _Fail(f"{where}: leaf version {leaf['v']!r}, expected 1")
+        raise VerificationError(f"leaf version {leaf['v']!r}, expected 1")
     if leaf["index"] != index:
-        raise _Fail(f"{where}: the leaf says index {leaf['index']!r}, the line is index {index}")
-    if bag.log is not None and leaf["log"] != bag.log:
-        raise _Fail(f"{where}: leaf of log {leaf['log']!r}, not of {bag.log}")
-    if type(leaf["kind"]) is not str or not isinstance(leaf["body"], dict):
-        raise _Fail(f"{where}: leaf kind or body malformed")
-    if type(leaf["occurred_on"]) is not str or not re.fullmatch(
-        r"[0-9]{4}-[0-9]{2}-[0-9]{2}", leaf["occurred_on"]
-    ):
-        raise _Fail(f"{where}: occurred_on {leaf['occurred_on']!r} is not YYYY-MM-DD")
+        raise VerificationError(f"the leaf says index {leaf['index']!r}, the line is index {index}")
+    if log is not None and leaf["log"] != log:
+        raise VerificationError(f"leaf of log {leaf['log']!r}, not of {log}")
+    if type(leaf["kind"]) is not str or type(leaf["body"]) is not dict:
+        raise VerificationError("leaf kind or body malformed")
+    occurred_on = leaf["occurred_on"]
+    if type(occurred_on) is not str or not _DATE_RE.fullmatch(occurred_on):
+        raise VerificationError(f"occurred_on {occurred_on!r} is not YYYY-MM-DD")
     if leaf["visibility"] not in ("public", "internal"):
-        raise _Fail(f"{where}: visibility {leaf['visibility']!r}")
+        raise VerificationError(f"visibility {leaf['visibility']!r}")
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            n += chunk.count(b"\n")
+    return n
 
 
 def _check_entries(bag: _Bag) -> str:
     path = bag.data("entries.ndjson")
     if not path.is_file():
-        raise _Fail("data/entries.ndjson is missing")
-    wanted = {p["size"] for p in bag.proofs or []}
+        raise VerificationError("data/entries.ndjson is missing")
+    # Tree heads needed later: each quarterly size, and all leaves but the last (year.closed).
+    wanted = {p["size"] for p in bag.proofs or []} | {_count_lines(path) - 1}
     frontier = _Frontier()
     if 0 in wanted:
         bag.roots_at[0] = EMPTY_ROOT
     last: dict[str, Any] | None = None
-    before = frontier
+    log, full = bag.log, bag.variant == "full"
+    index = 0
     with open(path, "rb") as fh:
-        for index, raw in enumerate(fh):
-            where = f"data/entries.ndjson line {index + 1} (index {index})"
-            if not raw.endswith(b"\n"):
-                raise _Fail(f"{where}: the line does not end with a newline (truncated file?)")
-            line = raw[:-1]
-            try:
-                entry = _loads_strict(line)
-            except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
-                raise _Fail(f"{where}: not canonical-able JSON: {exc}") from None
-            if not isinstance(entry, dict) or not {"index", "leaf_hash"} <= set(entry):
-                raise _Fail(f"{where}: not an object with 'index' and 'leaf_hash'")
-            if set(entry) - _ENTRY_KEYS:
-                raise _Fail(f"{where}: unexpected fields {sorted(set(entry) - _ENTRY_KEYS)}")
-            if entry["index"] != index:
-                raise _Fail(
-                    f"{where}: carries index {entry['index']!r}, expected {index} "
-                    "(a line is missing, duplicated or out of order)"
-                )
-            try:
-                line_is_canonical = _dumps(entry) == line
-            except UnicodeEncodeError:
-                line_is_canonical = False
-            if not line_is_canonical:
-                raise _Fail(f"{where}: the line is not in canonical JSON form")
-            stated = _unhex(entry["leaf_hash"], f"{where}: leaf_hash")
-            leaf = entry.get("leaf")
-            if leaf is None:
-                if "leaf" in entry:
-                    raise _Fail(f"{where}: 'leaf' is null")
-                if bag.variant == "full":
-                    raise _Fail(f"{where}: hash only, but the full variant carries every leaf")
-                bag.hash_only += 1
-                h = stated
-            else:
-                _check_leaf(leaf, index, bag, where)
-                h = leaf_hash(_dumps(leaf))
-                if h != stated:
-                    raise _Fail(
-                        f"{where}: leaf hash recomputed as {h.hex()} but the line says "
-                        f"{stated.hex()} (the leaf or its hash was changed)"
-                    )
-                if leaf["kind"] == "disclosure.published":
-                    bag.disclosures.append((index, leaf))
-            if bag.summary_error is None:
-                try:
-                    bag.summaries.add(leaf)
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    bag.summary_error = f"{where}: cannot be summarised: {exc!r}"
-            before = frontier.copy()
-            frontier.append(h)
-            if frontier.size in wanted:
-                bag.roots_at[frontier.size] = frontier.root()
-            last = leaf if leaf is not None else {"index": index}
+        try:
+            for index, raw in enumerate(fh):
+                leaf = _entry_line(bag, raw, index, log, full, frontier)
+                if frontier.size in wanted:
+                    bag.roots_at[frontier.size] = frontier.root()
+                last = leaf if leaf is not None else {"index": index}
+        except VerificationError as exc:
+            raise VerificationError(
+                f"data/entries.ndjson line {index + 1} (index {index}): {exc}"
+            ) from None
     bag.size = frontier.size
     bag.root_hash = frontier.root()
-    if bag.size:
-        bag.roots_at[bag.size] = bag.root_hash
+    bag.roots_at[bag.size] = bag.root_hash
     bag.last_leaf = last
-    bag.root_before_last = before.root() if bag.size else None
+    bag.root_before_last = bag.roots_at.get(bag.size - 1)
     bag.entries_ok = True
     present = bag.size - bag.hash_only
     note = f", {bag.hash_only} hash only" if bag.hash_only else ""
     return f"{bag.size} lines, {present} leaves carried{note}, every leaf hash recomputed"
+
+
+def _entry_line(
+    bag: _Bag, raw: bytes, index: int, log: str | None, full: bool, frontier: _Frontier
+) -> dict[str, Any] | None:
+    """Check one line of entries.ndjson, add its hash to the tree; return its leaf."""
+    if not raw.endswith(b"\n"):
+        raise VerificationError("the line does not end with a newline (truncated file?)")
+    line = raw[:-1]
+    try:
+        text = line.decode("utf-8")
+        entry = _DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:  # incl. UnicodeDecodeError, JSONDecodeError
+        raise VerificationError(f"not canonical-able JSON: {exc}") from None
+    if type(entry) is not dict or "index" not in entry or "leaf_hash" not in entry:
+        raise VerificationError("not an object with 'index' and 'leaf_hash'")
+    if len(entry) > 3 or (len(entry) == 3 and "leaf" not in entry):
+        raise VerificationError(f"unexpected fields {sorted(set(entry) - _ENTRY_KEYS)}")
+    if type(entry["index"]) is not int or entry["index"] != index:
+        raise VerificationError(
+            f"carries index {entry['index']!r}, expected {index} "
+            "(a line is missing, duplicated or out of order)"
+        )
+    if _ENCODER.encode(entry) != text:
+        raise VerificationError("the line is not in canonical JSON form")
+    stated = _unhex(entry["leaf_hash"], "leaf_hash")
+    leaf = entry.get("leaf")
+    if leaf is None:
+        if "leaf" in entry:
+            raise VerificationError("'leaf' is null")
+        if full:
+            raise VerificationError("hash only, but the full variant carries every leaf")
+        bag.hash_only += 1
+        h = stated
+    else:
+        _check_leaf(leaf, index, log)
+        # The line is canonical, so it is '{"index":N,"leaf":' + the leaf's canonical
+        # bytes + ',"leaf_hash":"<64 hex>"}': hash the leaf bytes without re-encoding.
+        h = leaf_hash(line[len(f'{{"index":{index},"leaf":') : -80])
+        if h != stated:
+            raise VerificationError(
+                f"leaf hash recomputed as {h.hex()} but the line says {stated.hex()} "
+                "(the leaf or its hash was changed)"
+            )
+        if leaf["kind"] == "disclosure.published":
+            bag.disclosures.append((index, leaf))
+    if bag.summary_error is None:
+        try:
+            bag.summaries.add(leaf)
+        except ValueError as exc:
+            bag.summary_error = f"data/entries.ndjson line {index + 1}: cannot be summarised: {exc}"
+    frontier.append(h)
+    return leaf
 
 
 def _check_root(bag: _Bag) -> str:
@@ -1292,11 +1354,11 @@ def _check_root(bag: _Bag) -> str:
         raise _Skip("no verified checkpoint")
     cp = bag.checkpoint
     if cp.size != bag.size:
-        raise _Fail(
+        raise VerificationError(
             f"data/entries.ndjson has {bag.size} lines but the signed checkpoint has size {cp.size}"
         )
     if cp.root != bag.root_hash:
-        raise _Fail(
+        raise VerificationError(
             f"the Merkle root of data/entries.ndjson is {bag.root_hash.hex()}, "
             f"the signed checkpoint says {cp.root.hex()}"
         )
@@ -1308,23 +1370,25 @@ def _check_closed(bag: _Bag) -> str:
         raise _Skip("data/entries.ndjson did not verify")
     last = bag.last_leaf
     if last is None:
-        raise _Fail("data/entries.ndjson is empty; a closed year ends with year.closed")
+        raise VerificationError("data/entries.ndjson is empty; a closed year ends with year.closed")
     n = bag.size
     root_before_last = bag.root_before_last
     if "kind" not in last:
-        raise _Fail(f"data/entries.ndjson last line (index {n - 1}) is hash only, not year.closed")
+        raise VerificationError(
+            f"data/entries.ndjson last line (index {n - 1}) is hash only, not year.closed"
+        )
     if last["kind"] != "year.closed":
-        raise _Fail(
+        raise VerificationError(
             f"data/entries.ndjson last leaf (index {n - 1}) is {last['kind']}, not year.closed"
         )
     body = last["body"]
     if body.get("size") != n - 1:
-        raise _Fail(
+        raise VerificationError(
             f"year.closed (index {n - 1}) names size {body.get('size')!r}, expected {n - 1}"
         )
     root = _unhex(body.get("root"), f"year.closed (index {n - 1}) root")
     if root != root_before_last:
-        raise _Fail(
+        raise VerificationError(
             f"year.closed (index {n - 1}) names root {root.hex()}, but the first {n - 1} "
             f"leaves give {root_before_last.hex() if root_before_last else '?'}"
         )
@@ -1338,7 +1402,7 @@ def _check_consistency(bag: _Bag) -> str:
         raise _Skip("data/entries.ndjson did not verify")
     n, final_root = bag.final
     if n != bag.size or final_root != bag.root_hash:
-        raise _Fail(
+        raise VerificationError(
             f"data/consistency.json final is size {n} root {final_root.hex()}, but the "
             f"entries give size {bag.size} root {bag.root_hash.hex()}"
         )
@@ -1349,25 +1413,29 @@ def _check_consistency(bag: _Bag) -> str:
         root = _unhex(p.get("root"), f"{what} root")
         path = [_unhex(h, f"{what} path[{j}]") for j, h in enumerate(p["path"])]
         if m > n:
-            raise _Fail(f"{what}: size {m} exceeds the final size {n}")
+            raise VerificationError(f"{what}: size {m} exceeds the final size {n}")
         if bag.roots_at.get(m) != root:
-            raise _Fail(
+            raise VerificationError(
                 f"{what}: root {root.hex()} is not the root of the first {m} leaves "
                 f"({bag.roots_at[m].hex() if m in bag.roots_at else '?'})"
             )
         if not verify_consistency(m, n, path, root, bag.root_hash):
-            raise _Fail(f"{what}: the consistency proof from size {m} to {n} does not verify")
+            raise VerificationError(
+                f"{what}: the consistency proof from size {m} to {n} does not verify"
+            )
         note = p.get("checkpoint")
         if note is not None:
             if type(note) is not str:
-                raise _Fail(f"{what}: checkpoint is not a string")
+                raise VerificationError(f"{what}: checkpoint is not a string")
             if bag.key is None:
                 raise _Skip("no usable verifier key")
             cp = open_note(note, bag.key, f"{what} checkpoint")
             if bag.checkpoint is not None and cp.origin != bag.checkpoint.origin:
-                raise _Fail(f"{what}: checkpoint origin {cp.origin!r} is not the log's")
+                raise VerificationError(f"{what}: checkpoint origin {cp.origin!r} is not the log's")
             if cp.size != m or cp.root != root:
-                raise _Fail(f"{what}: the signed checkpoint is size {cp.size}, not this tree head")
+                raise VerificationError(
+                    f"{what}: the signed checkpoint is size {cp.size}, not this tree head"
+                )
     signed = sum(1 for p in bag.proofs if p.get("checkpoint") is not None)
     return (
         f"{len(bag.proofs)} quarterly tree heads are prefixes of the final tree "
@@ -1383,14 +1451,14 @@ def _check_disclosures(bag: _Bag) -> str:
         period = body.get("period")
         what = f"disclosure.published (index {index})"
         if type(period) is not str or not re.fullmatch(r"[0-9]{4}-Q[1-4]", period):
-            raise _Fail(f"{what}: period {period!r} is not YYYY-Qn")
+            raise VerificationError(f"{what}: period {period!r} is not YYYY-Qn")
         expected = _unhex(body.get("summary_sha256"), f"{what} summary_sha256").hex()
         path = bag.data(f"disclosures/{period}.json")
         if not path.is_file():
-            raise _Fail(f"{what}: data/disclosures/{period}.json is missing")
+            raise VerificationError(f"{what}: data/disclosures/{period}.json is missing")
         digest = _sha256_file(path)
         if digest != expected:
-            raise _Fail(
+            raise VerificationError(
                 f"data/disclosures/{period}.json: SHA-256 {digest}, "
                 f"but {what} commits to {expected}"
             )
@@ -1408,7 +1476,9 @@ def _check_documents(bag: _Bag) -> str:
                 except ValueError:
                     ok = False
                 if not ok:
-                    raise _Fail(f"data/opinions.ndjson line {number} is not a JSON object")
+                    raise VerificationError(
+                        f"data/opinions.ndjson line {number} is not a JSON object"
+                    )
         done.append("opinions.ndjson")
     for rel, key in (
         ("annual-report.json", None),
@@ -1420,9 +1490,9 @@ def _check_documents(bag: _Bag) -> str:
         try:
             doc = json.loads(path.read_bytes())
         except ValueError as exc:
-            raise _Fail(f"data/{rel} is not JSON: {exc}") from None
+            raise VerificationError(f"data/{rel} is not JSON: {exc}") from None
         if key is not None and not (isinstance(doc, dict) and isinstance(doc.get(key), list)):
-            raise _Fail(f"data/{rel} has no '{key}' list")
+            raise VerificationError(f"data/{rel} has no '{key}' list")
         done.append(rel)
     return ("parse: " + ", ".join(done)) if done else "none carried"
 
@@ -1455,42 +1525,49 @@ def _check_summaries(bag: _Bag) -> str:
     if not bag.entries_ok:
         raise _Skip("data/entries.ndjson did not verify")
     if bag.summary_error is not None:
-        raise _Fail(bag.summary_error)
+        raise VerificationError(bag.summary_error)
     folder = bag.data("summaries")
     if not folder.is_dir():
-        raise _Fail("data/summaries/ is missing")
+        raise VerificationError("data/summaries/ is missing")
     expected = bag.summaries.csvs()
     present = sorted(p.name for p in folder.iterdir() if p.name != "datapackage.json")
     for name in present:
         if name not in expected:
-            raise _Fail(f"data/summaries/{name} is not a summary this verifier can recompute")
+            raise VerificationError(
+                f"data/summaries/{name} is not a summary this verifier can recompute"
+            )
     for name, want in sorted(expected.items()):
         path = folder / name
         if not path.is_file():
-            raise _Fail(f"data/summaries/{name} is missing")
+            raise VerificationError(f"data/summaries/{name} is missing")
         got = path.read_bytes()
         if got != want:
-            raise _Fail(_first_difference(name, got, want))
+            raise VerificationError(_first_difference(name, got, want))
     try:
         package = json.loads((folder / "datapackage.json").read_bytes())
     except FileNotFoundError:
-        raise _Fail("data/summaries/datapackage.json is missing") from None
+        raise VerificationError("data/summaries/datapackage.json is missing") from None
     except ValueError as exc:
-        raise _Fail(f"data/summaries/datapackage.json is not JSON: {exc}") from None
+        raise VerificationError(f"data/summaries/datapackage.json is not JSON: {exc}") from None
     if bag.variant and bag.org and bag.year:
         if package != datapackage(bag.variant, bag.org, bag.year):
-            raise _Fail("data/summaries/datapackage.json is not the expected descriptor")
+            raise VerificationError(
+                "data/summaries/datapackage.json is not the expected descriptor"
+            )
     return f"{len(expected)} CSVs recomputed from the leaves, byte for byte; datapackage.json ok"
 
 
 def _run(results: list[CheckResult], name: str, fn: Any, *args: Any) -> bool:
     try:
         out = fn(*args)
-    except _Fail as exc:
+    except VerificationError as exc:
         results.append(CheckResult("FAIL", name, str(exc)))
         return False
     except _Skip as exc:
         results.append(CheckResult("skip", name, f"not checked: {exc}"))
+        return False
+    except Exception as exc:  # a malformed bundle must fail, not crash the verifier
+        results.append(CheckResult("FAIL", name, f"cannot be checked: {exc!r}"))
         return False
     if isinstance(out, list):
         results.extend(out)

@@ -265,6 +265,10 @@ def test_zip_and_tar_gz_verify(full: Bundle, tmp_path: Path) -> None:
         tf.add(full.path, arcname=full.path.name)
     assert _fails(zpath) == []
     assert _fails(tpath) == []
+    inside = tmp_path / "inside.tar.gz"  # archived from within the bag directory
+    with tarfile.open(inside, "w:gz") as tf:
+        tf.add(full.path, arcname=".")
+    assert _fails(inside) == []
 
 
 def test_archives_with_unsafe_members_are_refused(tmp_path: Path) -> None:
@@ -321,9 +325,10 @@ def test_summary_contents(full: Bundle, tmp_path: Path) -> None:
     assert "procurement.bid,2\n" in by_kind
     assert "fund.receipt,2\n" in by_kind
     assert by_kind.endswith("year.closed,1\n(hash only),2\n")
-    assert "T-1,\"Road, \"\"phase 1\"\"\",open,500000.00,CNY,2,2," in (
-        public / "procurement.csv"
-    ).read_text()
+    assert (
+        'T-1,"Road, ""phase 1""",open,500000.00,CNY,2,2,'
+        in (public / "procurement.csv").read_text()
+    )
     assert "2026-06" not in (public / "fund-flows.csv").read_text()
 
 
@@ -347,8 +352,9 @@ def test_summary_reversal_rules() -> None:
         # reversal of the withheld leaf 3: ignored
         leaf(4, "correction.reversal", "2026-02-01", {"target_log": LOG, "target_index": 3}),
         # reversal of another year's leaf 0: ignored
-        leaf(5, "correction.reversal", "2026-02-01",
-             {"target_log": f"{ORG}/2025", "target_index": 0}),  # fmt: skip
+        leaf(
+            5, "correction.reversal", "2026-02-01", {"target_log": f"{ORG}/2025", "target_index": 0}
+        ),
         leaf(6, "correction.reversal", "2026-02-01", {"target_log": LOG, "target_index": 2}),
         leaf(7, "correction.reversal", "2026-03-01", {"target_log": LOG, "target_index": 0}),
         # a second reversal of the same target: ignored
@@ -368,6 +374,14 @@ def test_summary_reversal_rules() -> None:
         for i, x in enumerate(leaves)
     ]
     assert V.summary_csvs(entries) == out
+
+
+@given(rows=st.lists(st.lists(st.text().filter(lambda t: "\r" not in t), min_size=2, max_size=4)))
+def test_csv_bytes_are_the_csv_module_quote_minimal(rows: list[list[str]]) -> None:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerows([["h", "i"], *rows])
+    assert V._csv(["h", "i"], rows) == buf.getvalue().encode()
+    assert V._csv(["h"], [["a\rb"]]) == b'h\n"a\rb"\n'
 
 
 def test_datapackage_is_deterministic() -> None:
@@ -424,7 +438,7 @@ def test_last_line_removed(full: Bundle) -> None:
     lines = _entries(full.path)
     _set_entries(full.path, lines[:-1])
     fails = _fails(full.path)
-    assert "16 lines but the signed checkpoint has size 17" in _only(fails, "root")
+    assert "15 lines but the signed checkpoint has size 16" in _only(fails, "root")
     assert "not year.closed" in _only(fails, "year.closed")
 
 
@@ -498,7 +512,7 @@ def test_checkpoint_signature_bytes_changed(full: Bundle) -> None:
     path = full.path / "data/checkpoint.txt"
     note = path.read_text()
     line = note.splitlines()[-1]
-    name, sig = line[2:].split(" ")
+    _name, sig = line[2:].split(" ")
     raw = bytearray(base64.b64decode(sig))
     raw[10] ^= 1
     path.write_text(note.replace(sig, base64.b64encode(bytes(raw)).decode()))
@@ -573,7 +587,7 @@ def test_cli_runs_isolated_from_the_bundle(bundle: Bundle) -> None:
     script = bundle.path / "data/verify.py"
     proc = _run([sys.executable, "-I", str(script), str(bundle.path)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok   entries:" in proc.stdout and "VERIFIED" in proc.stdout
+    assert "ok  entries:" in proc.stdout and "VERIFIED" in proc.stdout
     assert "(cryptography)" in proc.stdout
     vkey = bundle.path.parent / "pinned.vkey"
     vkey.write_text(bundle.signer.vkey() + "\n")
@@ -590,7 +604,8 @@ def test_cli_without_cryptography(full: Bundle) -> None:
     _resign(full.path, NoteSigner(Ed25519PrivateKey.generate(), "other"))
     proc = _run([*cmd, "--quiet"])
     assert proc.returncode == 1
-    assert proc.stdout.startswith("FAIL manifest: data/checkpoint.txt")
+    assert "FAIL manifest: data/checkpoint.txt: SHA-256" in proc.stdout
+    assert all(x.startswith("FAIL ") for x in proc.stdout.splitlines())
     assert "FAIL checkpoint: data/checkpoint.txt: no signature by" in proc.stdout
 
 
@@ -675,8 +690,10 @@ def test_ed25519_pure_agrees_with_cryptography(
 _json_leaf = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text()
 _json = st.recursive(
     _json_leaf,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(st.characters(max_codepoint=127), max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(max_codepoint=127), max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -725,3 +742,35 @@ def test_public_hidden_lines_carry_hash_only(tmp_path: Path) -> None:
         assert set(r) <= {"index", "leaf_hash", "leaf"}
     reader = csv.reader(io.StringIO((b.path / "data/summaries/entries-by-kind.csv").read_text()))
     assert ["(hash only)", "2"] in list(reader)
+
+
+def test_malformed_inputs_fail_without_crashing(full: Bundle) -> None:
+    lines = _entries(full.path)
+    lines[4] = lines[4].replace(b'{"index":4,', b'{"index": 4,')
+    _set_entries(full.path, lines)
+    assert "line 5 (index 4): the line is not in canonical JSON form" in _only(
+        _fails(full.path), "entries"
+    )
+    lines[4] = b'{"index":4,"leaf":' + b"[" * 100000 + b"]" * 100000 + b',"leaf_hash":"00"}\n'
+    _set_entries(full.path, lines)
+    assert "line 5 (index 4)" in _only(_fails(full.path), "entries")
+    lines[4] = b'{"index":4,"leaf_hash":"' + b"0" * 64 + b'","x":1.5}\n'
+    _set_entries(full.path, lines)
+    assert "not an integer" in _only(_fails(full.path), "entries")
+    (full.path / "data/consistency.json").write_text("{not json")
+    (full.path / "data/entries.ndjson").unlink()
+    _write_manifests(full.path)
+    fails = _fails(full.path)
+    assert "data/entries.ndjson is missing" in _only(fails, "entries")
+    assert "data/consistency.json is not JSON" in _only(fails, "consistency")
+
+
+def test_cli_pinned_key_string_mismatch(full: Bundle) -> None:
+    other = NoteSigner(Ed25519PrivateKey.generate(), ORIGIN)
+    args = [str(full.path), "--vkey-string", other.vkey(), "--quiet"]
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stdout", out)
+        assert V.main(args) == 1
+    assert out.getvalue().startswith("FAIL vkey: data/vkey.txt holds gongkai.local+")
+    assert "FAIL checkpoint: data/checkpoint.txt: no signature by" in out.getvalue()
