@@ -99,6 +99,21 @@ _ERRORS = {
 }
 
 
+# Responses whose bodies Litestar cannot see from the handler's return type.
+_EXTRA_CONTENT: dict[str, dict[str, Any]] = {
+    "listEntries": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    },
+    "getAnnualReport": {"text/html": {"schema": {"type": "string"}}},
+    "getDisclosure": {
+        "application/json": {
+            "schema": {"type": "object", "description": "The snapshot's exact bytes"}
+        }
+    },
+}
+
+
 def _problem_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -137,10 +152,9 @@ def patch_openapi(doc: dict[str, Any]) -> dict[str, Any]:
             if path.startswith("/api/v1"):
                 # Staff may send a token to any route (public GETs then show everything).
                 operation["security"] = [{"bearer": []}, {}]
-            if operation.get("operationId") == "listEntries":
-                ok = responses["200"].setdefault("content", {})
-                ok["text/csv"] = {"schema": {"type": "string"}}
-                ok["application/x-ndjson"] = {"schema": {"type": "string"}}
+            extra = _EXTRA_CONTENT.get(operation.get("operationId", ""))
+            if extra:
+                responses["200"].setdefault("content", {}).update(extra)
     return doc
 
 

@@ -347,7 +347,7 @@ async def annual_report(
     if format == "html" or "text/html" in request.headers.get("accept", "").split(",")[0]:
         from ledger.annual_report import render_html
 
-        return Response(render_html(report), media_type="text/html; charset=utf-8")
+        return Response(render_html(report), media_type="text/html")
     return report
 
 

@@ -308,7 +308,21 @@ async def load_demo(
         total = sum(len(p.entries) + len(p.decisions) for p in plans)
         progress = progress_factory("demo", total) if progress_factory else None
         for plan in plans:
-            todo = [e for e in plan.entries if e.idempotency_key not in present]
+            # Funds outlive years: a fund opened by an earlier year's demo stays open.
+            funds = {
+                r["fund_code"]
+                for r in await conn.fetch("SELECT fund_code FROM funds WHERE org = $1", plan.org)
+            }
+            todo = [
+                e
+                for e in plan.entries
+                if e.idempotency_key not in present
+                and not (e.kind == "fund.opened" and getattr(e.body, "fund_code", None) in funds)
+            ]
+            for e in plan.entries:
+                if e.kind == "fund.opened" and e.idempotency_key not in present:
+                    if getattr(e.body, "fund_code", None) in funds:
+                        plan.decisions.pop(e.idempotency_key or "", None)
             skipped += len(plan.entries) - len(todo)
             for i in range(0, len(todo), BATCH):
                 chunk = todo[i : i + BATCH]

@@ -41,7 +41,7 @@ class Disclosure:
 
 def parse_quarter(period: str) -> tuple[int, int]:
     m = QUARTER.match(period)
-    if m is None:
+    if m is None or not 1900 <= int(m["year"]) <= 2999:
         raise InvalidInput(
             f"quarter must look like 2026-Q3, not {period!r}", [FieldError("$.quarter", "YYYY-Qn")]
         )

@@ -28,7 +28,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
@@ -65,7 +65,7 @@ OPEN_STATUSES = ("submitted", "accepted", "awaiting_supplement", "extended")
 
 
 def new_tracking_code() -> str:
-    """128 random bits, base32 in groups: unguessable, easy to read out on the phone."""
+    """120 random bits, base32 in groups: unguessable, easy to read out on the phone."""
     raw = base64.b32encode(secrets.token_bytes(15)).decode().rstrip("=")
     return "-".join(raw[i : i + 6] for i in range(0, len(raw), 6))
 
@@ -407,7 +407,9 @@ async def private_data(conn: Any, org: str, code_hash: bytes) -> list[dict[str, 
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     """A staff event on a case."""
 
-    event: str
+    event: Literal[
+        "accept", "supplement_requested", "extended", "responded", "referred", "closed", "appeal"
+    ]
     handled_as: k.OpinionCategory | None = None
     what: str | None = None
     days: int | None = None
@@ -625,7 +627,16 @@ async def supply(pool: asyncpg.Pool, code: str, text: str, *, today: dt.date) ->
                WHERE org = $1 AND tracking_sha256 = $2""",
             org,
             code_hash,
-            "extended" if row["extension_days"] else "accepted",
+            "extended"
+            if row["extension_days"]
+            else "accepted"
+            if await conn.fetchval(
+                """SELECT 1 FROM opinion_events WHERE org = $1 AND tracking_sha256 = $2
+                   AND kind = 'opinion.accepted'""",
+                org,
+                code_hash,
+            )
+            else "submitted",
             json.dumps([[a.isoformat(), b.isoformat() if b else None] for a, b in pauses]),
         )
 

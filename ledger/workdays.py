@@ -8,8 +8,10 @@ count their limits in working days (工作日), not calendar days:
   consulting third parties or other bodies is not counted (a *pause*, see
   :meth:`WorkCalendar.add_working_days_with_pauses`).
 - Art. 30: when the applicant is asked to complete an unclear request (补正), the
-  period runs from receipt of the completed request. That is a *restart* (a new
-  ``start``), not a pause.
+  period runs from receipt of the completed request. Gongkai, as its product
+  decision (issue 5), stops the clock while the supplement is awaited and lets it
+  run on when it arrives (a pause, see ``ledger.opinions``); a restart would be a
+  new ``start`` instead.
 - Art. 26: information subject to proactive disclosure is published within 20
   working days of being created or changed.
 

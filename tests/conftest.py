@@ -172,13 +172,16 @@ def start_server(
         "GONGKAI_ACCESS_LOG": "0",
         **(env or {}),
     }
-    return subprocess.Popen(
+    log = open(settings.data_dir.parent / f"server-{port}.log", "wb")
+    proc = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), *args],
         env=full_env,
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
+    proc.log_path = log.name  # type: ignore[attr-defined]
+    return proc
 
 
 async def wait_ready(base: str, proc: Any, timeout: float = 90) -> None:
@@ -189,7 +192,9 @@ async def wait_ready(base: str, proc: Any, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as c:
         while time.monotonic() < deadline:
-            assert proc.poll() is None, "server exited"
+            if proc.poll() is not None:
+                tail = Path(proc.log_path).read_text(errors="replace")[-3000:]
+                raise AssertionError(f"server exited:\n{tail}")
             try:
                 if (await c.get(f"{base}/readyz")).status_code == 200:
                     return
