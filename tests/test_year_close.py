@@ -224,3 +224,20 @@ async def test_a_tampered_bundle_fails_naming_what_broke(client: Any, tmp_path: 
     out = _verify(bad)
     assert out.returncode != 0
     assert "entries.ndjson" in out.stdout + out.stderr
+
+
+async def test_the_bundles_ocds_package_is_valid_ocds_1_1_5(client: Any, tmp_path: Path) -> None:
+    from tests.test_public_demo import _ocds_validator
+
+    validator = _ocds_validator()
+    org = await make_org("c")
+    await _year(client, org)
+    await _close(client, org)
+    for variant in ("full", "public"):
+        path = await _download(client, org, variant, tmp_path)
+        with zipfile.ZipFile(path) as z:
+            package = json.loads(
+                z.read(f"gongkai-{org.code}-2025/data/procurement/ocds-release-package.json")
+            )
+        errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(package)]
+        assert not errors, errors[:5]
