@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,11 +63,25 @@ async def ensure_org(code: str, name: str) -> OrgInfo:
     return await create_org(code, name)
 
 
+#: Known orgs, briefly: public routes check the org on every request, and an org
+#: is never deleted, so a found one can be remembered for a while.
+_ORG_CACHE_SECONDS = 60.0
+_org_cache: dict[str, tuple[float, OrgInfo]] = {}
+
+
 async def get_org(code: str) -> OrgInfo:
+    now = time.monotonic()
+    hit = _org_cache.get(code)
+    if hit is not None and hit[0] > now:
+        return hit[1]
     row = await Org.select(Org.code, Org.name).where(Org.code == code).first()
     if row is None:
         raise NotFound(f"no org {code!r}", org=code)
-    return OrgInfo(row["code"], row["name"])
+    info = OrgInfo(row["code"], row["name"])
+    if len(_org_cache) > 10_000:
+        _org_cache.clear()
+    _org_cache[code] = (now + _ORG_CACHE_SECONDS, info)
+    return info
 
 
 async def list_orgs() -> list[OrgInfo]:

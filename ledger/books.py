@@ -340,6 +340,7 @@ class Books:
     # --- applying -----------------------------------------------------------------
 
     def apply(self, s: Sequenced) -> None:
+        start = len(self.postings)
         handler = _HANDLERS.get(s.entry.kind)
         if handler is not None:
             handler(self, s)
@@ -351,13 +352,7 @@ class Books:
             s.entry.actor,
             s.entry.visibility,
             s.entry.occurred_on,
-            [
-                Posting(p[4], p[5], p[6], p[7], p[8])
-                for p in self.postings
-                if p[1] == s.year and p[2] == s.index
-            ]
-            if s.entry.kind in MONETARY_KINDS
-            else [],
+            [Posting(p[4], p[5], p[6], p[7], p[8]) for p in self.postings[start:]],
             getattr(s.entry.body, "tender_id", None),
             getattr(s.entry.body, "project_code", None),
             False,

@@ -77,6 +77,17 @@ def canonical_bytes(obj: object) -> bytes:
     return out
 
 
+def canonical_typed(obj: object) -> bytes:
+    """Canonical bytes of a document built from typed values (the sequencer's leaves).
+
+    Leaf fields and msgspec-validated bodies cannot hold floats or non-ASCII keys, so
+    the walk that proves those preconditions is skipped; orjson still refuses
+    integers beyond ±(2**53 - 1) and lone surrogates (``orjson.JSONEncodeError``,
+    a ``TypeError``).
+    """
+    return orjson.dumps(obj, option=_OPTIONS)
+
+
 def canonical_loads(b: bytes | bytearray | memoryview | str) -> Any:
     """Parse JSON text (e.g. leaf bytes) with orjson.
 

@@ -43,6 +43,9 @@ def parse_amount(text: str) -> Decimal:
 
 def to_fen(amount: Decimal | str) -> int:
     """Yuan to integer fen, exactly; refuses fractions of a fen."""
+    if isinstance(amount, str) and _AMOUNT_RE.match(amount):
+        # The common case, an amount as the API carries it: "3080000.00" -> 308000000.
+        return int(amount[:-3]) * 100 + int(amount[-2:])
     value = parse_amount(amount) if isinstance(amount, str) else amount
     fen = value * 100
     if fen != fen.to_integral_value():

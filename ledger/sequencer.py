@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from ledger.canonical import canonical_bytes
+from ledger.canonical import canonical_typed
 from ledger.entries import NewEntry
 from ledger.errors import Conflict, FieldError, IdempotencyMismatch, InvalidInput
 from ledger.kinds import YearOpened
@@ -239,7 +239,7 @@ async def append_entries(
         index = head.frontier.size
         leaf = build_leaf(entry, index=index, recorded_at=recorded_at)
         try:
-            leaf_bytes = canonical_bytes(leaf)
+            leaf_bytes = canonical_typed(leaf)
         except (TypeError, ValueError) as exc:
             # Typed bodies cannot get here; if one ever does, refuse it, never a 500.
             raise InvalidInput(

@@ -1,0 +1,232 @@
+"""Year-end archives: building a closed year's bundle, and verifying it offline.
+
+Both scenarios share one closed year (``Bench.archive``): an org's log for the
+year before last, loaded through ``ledger.posting.post_entries`` and closed
+in-process with ``archive.close.close_year`` (which also builds both bundles).
+
+archive_build
+    ``gongkai archive build --variant full`` as a child process: wall time and
+    its peak RSS (``wait4``), against ``COPY (SELECT leaf … ORDER BY idx) TO
+    STDOUT`` streamed into SHA-256.
+offline_verify
+    ``python3 -I <bag>/data/verify.py <zip>`` (a Python outside the virtualenv,
+    as an auditor runs it) against ``sha256sum`` of the unpacked payload files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import re
+import secrets
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from archive.close import close_year
+from bench import infra, workload
+from bench.context import Archive, Bench
+from bench.profile import profile_command
+from bench.result import Result, ratio
+from ledger import db
+from ledger.checkpoint import signer_for
+from ledger.settings import Settings
+
+FUNDS = 4
+RSS_LIMIT_MIB = 256
+VERIFY_LIMIT_S = 10.0
+
+
+async def _close(b: Bench, org: str, year: int) -> tuple[Path, float]:
+    settings = Settings.from_env(b.env)
+    signer = signer_for(settings.signing_key, settings.key_name)
+    pool = await db.create_pool(b.dsn, min_size=1, max_size=2)
+    try:
+        started = time.perf_counter()
+        result = await close_year(
+            pool, settings, signer, org, year, today=b.today, actor=b.actor("admin")
+        )
+        return result.bundles["full"].path, time.perf_counter() - started
+    finally:
+        await pool.close()
+
+
+async def ensure_archive(b: Bench) -> Archive:
+    """Load and close the archive year once per run."""
+    if b.archive is not None:
+        return b.archive
+    org, year, total = "bench-archive", b.today.year - 2, b.sizes.archive_entries
+    await b.org(org, ("clerk", "admin"))
+    funds = tuple(f"AR-{i}" for i in range(FUNDS))
+    on = dt.date(year, 1, 2)
+    await workload.post(b.dsn, org, b.actor("clerk"), [workload.fund_opened(f, on) for f in funds])
+    mix = workload.Mix(year, funds, secrets.token_hex(3))
+    b.log(f"archive: loading {org}/{year} with {total:,} entries")
+    # The year's log ends with year.closed: FUNDS + loaded + 1 = total.
+    load = await asyncio.to_thread(
+        workload.load, b.dsn, org, b.actor("clerk"), mix, total - FUNDS - 1, log=b.log
+    )
+    b.log(f"archive: {load.describe()}; closing {year}")
+    zip_path, close_s = await _close(b, org, year)
+    b.log(f"archive: closed in {close_s:.1f} s (both bundles built)")
+    b.archive = Archive(org, year, total, zip_path, load, close_s)
+    return b.archive
+
+
+async def _copy_sha256(dsn: str, org: str, year: int) -> tuple[float, int, str]:
+    conn = await workload.connect(dsn)
+    sha = hashlib.sha256()
+    size = 0
+
+    async def sink(chunk: bytes) -> None:
+        nonlocal size
+        sha.update(chunk)
+        size += len(chunk)
+
+    try:
+        started = time.perf_counter()
+        await conn.copy_from_query(
+            "SELECT leaf FROM leaves WHERE org = $1 AND year = $2 ORDER BY idx",
+            org,
+            year,
+            output=sink,
+            format="binary",
+        )
+        return time.perf_counter() - started, size, sha.hexdigest()
+    finally:
+        await conn.close()
+
+
+async def archive_build(b: Bench) -> dict[str, Any]:
+    arc = await ensure_archive(b)
+    res = Result("archive_build", f"Archive build: a closed year of {arc.entries:,} entries")
+    out = b.work / "bundles"
+    argv = [
+        str(infra.VENV_BIN / "gongkai"),
+        "archive",
+        "build",
+        "--org",
+        arc.org,
+        "--year",
+        str(arc.year),
+        "--variant",
+        "full",
+        "--out",
+        str(out),
+    ]
+    b.log("archive_build: gongkai archive build --variant full")
+    run = await asyncio.to_thread(infra.run_timed, argv, b.env, b.sizes.scenario_timeout)
+    if run.returncode != 0:
+        raise RuntimeError(f"archive build exited with {run.returncode}:\n{run.output[-2000:]}")
+    m = re.search(r"full: (\S+)\s+sha256 ([0-9a-f]{64})\s+(\d+) bytes", run.output)
+    same = m is not None and m.group(2) == arc.zip_path.stem
+    b.log(f"archive_build: {run.seconds:.1f} s, {run.max_rss_mib:.0f} MiB; COPY baseline")
+    base_s, base_bytes, _ = await _copy_sha256(b.dsn, arc.org, arc.year)
+
+    zip_size = int(m.group(3)) if m else 0
+    res.table(
+        f"{arc.org}/{arc.year}, {arc.entries:,} entries",
+        [
+            {
+                "": "gongkai archive build --variant full",
+                "seconds": round(run.seconds, 2),
+                "peak RSS MiB": round(run.max_rss_mib, 1),
+                "bytes": f"{zip_size:,} (zip)",
+            },
+            {
+                "": "baseline COPY leaf TO STDOUT + SHA-256",
+                "seconds": round(base_s, 2),
+                "peak RSS MiB": "",
+                "bytes": f"{base_bytes:,}",
+            },
+        ],
+    )
+    if b.profile:
+        b.log("archive_build: profiling another build with py-spy")
+        res.profile = await profile_command(argv, b.env, b.work / "build.prof", 3600)
+        res.note("Profiled with py-spy in an extra build after the measured one.")
+    res.load_seconds = arc.load.seconds + arc.close_seconds
+    r = ratio(run.seconds, base_s)
+    res.target("≤ 2 × the baseline's time", f"{r:.2f} ×", r <= 2)
+    res.target(
+        f"peak RSS ≤ {RSS_LIMIT_MIB} MiB",
+        f"{run.max_rss_mib:.0f} MiB",
+        run.max_rss_mib <= RSS_LIMIT_MIB,
+    )
+    res.note(
+        f"Loading: {arc.load.describe()}. The year was then closed in-process with "
+        f"`archive.close.close_year` in {arc.close_seconds:.1f} s (that builds the full and "
+        "the public bundle). The measured run is the command line in a child process "
+        "(migration check and key loading included); peak RSS is the child's own ru_maxrss "
+        "from wait4. It rebuilt the bundle byte for byte: "
+        f"{'yes' if same else 'NO'} (same SHA-256 as at the close). The baseline is "
+        "`COPY (SELECT leaf FROM leaves WHERE org = … AND year = … ORDER BY idx) TO STDOUT "
+        "(FORMAT binary)` through asyncpg `copy_from_query`, every chunk into hashlib.sha256."
+    )
+    return res.as_dict()
+
+
+def _extract(zip_path: Path, into: Path) -> Path:
+    with zipfile.ZipFile(zip_path) as z:
+        z.extractall(into)
+    (bag,) = [p for p in into.iterdir() if p.is_dir()]
+    return bag
+
+
+async def offline_verify(b: Bench) -> dict[str, Any]:
+    arc = await ensure_archive(b)
+    res = Result("offline_verify", f"Offline verify: the bundle of {arc.entries:,} entries")
+    bag = await asyncio.to_thread(_extract, arc.zip_path, b.work / f"unpacked-{time.time_ns()}")
+    python = infra.python_outside_venv()
+    argv = [python, "-I", str(bag / "data" / "verify.py"), str(arc.zip_path)]
+    b.log(f"offline_verify: {' '.join(argv)}")
+    run = await asyncio.to_thread(infra.run_timed, argv, b.env, b.sizes.scenario_timeout)
+    verified = run.returncode == 0 and "VERIFIED" in run.output
+    payload = sorted(str(p) for p in (bag / "data").rglob("*") if p.is_file())
+    base = await asyncio.to_thread(infra.run_timed, ["sha256sum", *payload], b.env, 600)
+    if base.returncode != 0:
+        raise RuntimeError(f"sha256sum failed: {base.output[-1000:]}")
+    payload_bytes = sum(Path(p).stat().st_size for p in payload)
+    res.table(
+        f"{arc.zip_path.stat().st_size:,} bytes zip, {payload_bytes:,} bytes payload "
+        f"in {len(payload)} files",
+        [
+            {
+                "": "python3 -I data/verify.py <zip>",
+                "seconds": round(run.seconds, 2),
+                "peak RSS MiB": round(run.max_rss_mib, 1),
+                "result": "VERIFIED" if verified else f"exit {run.returncode}",
+            },
+            {
+                "": "sha256sum of the payload files",
+                "seconds": round(base.seconds, 2),
+                "peak RSS MiB": round(base.max_rss_mib, 1),
+                "result": "",
+            },
+        ],
+    )
+    res.target(f"≤ {VERIFY_LIMIT_S:g} s", f"{run.seconds:.2f} s", run.seconds <= VERIFY_LIMIT_S)
+    res.target("the bundle verifies", "yes" if verified else "no", verified)
+    res.note(
+        f"Ratio to sha256sum: {ratio(run.seconds, base.seconds):.1f} ×. Python: `{python}` "
+        f"({_version(python)}), run isolated (-I) on the zip, which it unpacks itself; "
+        "sha256sum reads the already unpacked payload (page cache warm for both)."
+    )
+    if b.profile:
+        b.log("offline_verify: profiling another run with py-spy")
+        res.profile = await profile_command(argv, b.env, b.work / "verify.prof", 3600)
+        res.note("Profiled with py-spy in an extra run after the measured one.")
+    if not verified:
+        res.note("verify.py output (tail):\n\n```\n" + run.output[-2000:] + "\n```")
+    return res.as_dict()
+
+
+def _version(python: str) -> str:
+    try:
+        out = subprocess.run([python, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (out.stdout or out.stderr).strip()
