@@ -75,6 +75,9 @@ async def run_sql_in_migration(sql: str) -> None:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
+    # asyncpg prepares every statement; after a few runs PostgreSQL may switch to a
+    # generic plan that ignores the actual cursor and filters (keyset pages).
+    await conn.execute("SET plan_cache_mode = force_custom_plan")
 
 
 async def create_pool(dsn: str | None = None, **kwargs: Any) -> asyncpg.Pool:

@@ -137,8 +137,10 @@ def _entries_sql(
         )
     if cursor is not None:
         year, index = decode_cursor(cursor)
-        where.append(f"(l.year, l.idx) > ({arg(year)}, {arg(index)})")
-    sql = f"{_ENTRY_SELECT} WHERE {' AND '.join(where)} ORDER BY l.year, l.idx"
+        # With org in the row comparison the scan starts at the cursor in the
+        # (org, year, idx) index: a page costs the same at any depth.
+        where.append(f"(l.org, l.year, l.idx) > ($1, {arg(year)}, {arg(index)})")
+    sql = f"{_ENTRY_SELECT} WHERE {' AND '.join(where)} ORDER BY l.org, l.year, l.idx"
     if limit is not None:
         sql += f" LIMIT {arg(limit)}"
     return sql, args
