@@ -113,15 +113,27 @@ def _entries_sql(
     org: str, flt: EntryFilter, *, staff: bool, cursor: str | None, limit: int | None
 ) -> tuple[str, list[Any]]:
     flt.check()
-    where = ["l.org = $1"]
     args: list[Any] = [org]
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
-    if flt.year is not None:
-        where.append(f"l.year = {arg(flt.year)}")
+    if cursor is not None:
+        # Row bounds only, no equality on org or year: PostgreSQL then starts the
+        # index scan at the cursor (with an equality it starts at the org's first
+        # leaf and filters its way there, which grows with the depth of the page).
+        year, index = decode_cursor(cursor)
+        low = max((year, index), (flt.year, -1)) if flt.year is not None else (year, index)
+        high = (flt.year if flt.year is not None else 9999, 2**62)
+        where = [
+            f"(l.org, l.year, l.idx) > ($1, {arg(low[0])}, {arg(low[1])})",
+            f"(l.org, l.year, l.idx) <= ($1, {arg(high[0])}, {arg(high[1])})",
+        ]
+    else:
+        where = ["l.org = $1"]
+        if flt.year is not None:
+            where.append(f"l.year = {arg(flt.year)}")
     if flt.kind is not None:
         where.append(f"l.kind = {arg(flt.kind)}")
     if flt.subject is not None:
@@ -135,11 +147,6 @@ def _entries_sql(
         where.append(
             f"l.visibility = 'public' AND (r.decision = 'approved' OR l.kind = ANY({arg(_SYSTEM)}))"
         )
-    if cursor is not None:
-        year, index = decode_cursor(cursor)
-        # With org in the row comparison the scan starts at the cursor in the
-        # (org, year, idx) index: a page costs the same at any depth.
-        where.append(f"(l.org, l.year, l.idx) > ($1, {arg(year)}, {arg(index)})")
     sql = f"{_ENTRY_SELECT} WHERE {' AND '.join(where)} ORDER BY l.org, l.year, l.idx"
     if limit is not None:
         sql += f" LIMIT {arg(limit)}"

@@ -263,3 +263,23 @@ async def test_procurement_summary(client: Any, org: Org) -> None:
     )
     public = (await client.get(f"/api/v1/orgs/{org.code}/procurement/summary?year=2026")).json()
     assert (public["tenders"], public["pending"]) == (0, 1)
+
+
+async def test_keyset_pages_with_a_year_filter_stay_in_that_year(client: Any, org: Org) -> None:
+    await _books(client, org)
+    seen, cursor = [], None
+    while True:
+        url = f"/api/v1/orgs/{org.code}/entries?year=2026&limit=2"
+        url += f"&cursor={cursor}" if cursor else ""
+        page = (await client.get(url, headers=org.auth("auditor"))).json()
+        seen += [(i["log"], i["index"]) for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [(f"{org.code}/2026", i) for i in range(7)]
+    # A cursor from 2025 with a 2026 filter starts at the year's first entry.
+    from ledger.queries import encode_cursor
+
+    url = f"/api/v1/orgs/{org.code}/entries?year=2026&limit=3&cursor={encode_cursor(2025, 0)}"
+    page = (await client.get(url, headers=org.auth("auditor"))).json()
+    assert [i["index"] for i in page["items"]] == [0, 1, 2]
