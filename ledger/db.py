@@ -73,6 +73,24 @@ async def run_sql_in_migration(sql: str) -> None:
         await conn.close()
 
 
+def sql_migration(migration_id: str, description: str, sql: str) -> Any:
+    """The ``forwards`` of a Piccolo migration that runs one SQL script, atomically."""
+    from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+
+    async def forwards() -> MigrationManager:
+        manager = MigrationManager(
+            migration_id=migration_id, app_name="ledger", description=description
+        )
+
+        async def run() -> None:
+            await run_sql_in_migration(sql)
+
+        manager.add_raw(run)
+        return manager
+
+    return forwards
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
     # asyncpg prepares every statement; after a few runs PostgreSQL may switch to a

@@ -5,9 +5,7 @@ so it can be distributed by org without a rewrite (SPEC §8). Leaf storage is
 append-only, enforced by the database itself.
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-
-from ledger.db import run_sql_in_migration
+from ledger.db import sql_migration
 
 ID = "2026-11-26T12:00:00:000000"
 VERSION = "1.38.0"
@@ -137,11 +135,4 @@ CREATE TRIGGER logs_no_truncate BEFORE TRUNCATE ON logs FOR EACH STATEMENT EXECU
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
-
-    async def run() -> None:
-        await run_sql_in_migration(SQL)
-
-    manager.add_raw(run)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SQL)

@@ -5,9 +5,7 @@ the append (``ledger/books.py``), so balances and summaries are read, never
 recomputed by scanning. Postings are append-only like the leaves they come from.
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-
-from ledger.db import run_sql_in_migration
+from ledger.db import sql_migration
 
 ID = "2026-11-26T13:00:00:000000"
 VERSION = "1.38.0"
@@ -177,11 +175,4 @@ $$;
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
-
-    async def run() -> None:
-        await run_sql_in_migration(SQL)
-
-    manager.add_raw(run)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SQL)

@@ -6,9 +6,7 @@ Personal data (the citizen's words, name, phone, e-mail) lives only in
 commitment to it. ``opinions`` is the state of each case, kept with its events.
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-
-from ledger.db import run_sql_in_migration
+from ledger.db import sql_migration
 
 ID = "2026-11-26T15:00:00:000000"
 VERSION = "1.38.0"
@@ -113,11 +111,4 @@ $$;
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
-
-    async def run() -> None:
-        await run_sql_in_migration(SQL)
-
-    manager.add_raw(run)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SQL)

@@ -1,8 +1,6 @@
 """Year-end archives: one row per built bundle, addressed by its SHA-256."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-
-from ledger.db import run_sql_in_migration
+from ledger.db import sql_migration
 
 ID = "2026-11-26T16:00:00:000000"
 VERSION = "1.38.0"
@@ -36,11 +34,4 @@ CREATE TRIGGER year_closes_append_only BEFORE UPDATE OR DELETE ON year_closes
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
-
-    async def run() -> None:
-        await run_sql_in_migration(SQL)
-
-    manager.add_raw(run)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SQL)

@@ -1,8 +1,6 @@
 """Pollution-levy assessments per payer (排污费: assessed, reduced, deferred)."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-
-from ledger.db import run_sql_in_migration
+from ledger.db import sql_migration
 
 ID = "2026-11-26T17:00:00:000000"
 VERSION = "1.38.0"
@@ -30,11 +28,4 @@ CREATE TRIGGER levy_assessments_append_only BEFORE UPDATE OR DELETE ON levy_asse
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
-
-    async def run() -> None:
-        await run_sql_in_migration(SQL)
-
-    manager.add_raw(run)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SQL)

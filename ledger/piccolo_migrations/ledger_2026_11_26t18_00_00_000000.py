@@ -6,9 +6,7 @@ on ``leaves`` only cost a check per row on the hottest insert. ``gongkai verify`
 checks every log's leaves against its head.
 """
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-
-from ledger.db import run_sql_in_migration
+from ledger.db import sql_migration
 
 ID = "2026-11-26T18:00:00:000000"
 VERSION = "1.38.0"
@@ -19,11 +17,4 @@ ALTER TABLE leaves DROP CONSTRAINT IF EXISTS leaves_org_year_fkey;
 """
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
-
-    async def run() -> None:
-        await run_sql_in_migration(SQL)
-
-    manager.add_raw(run)
-    return manager
+forwards = sql_migration(ID, DESCRIPTION, SQL)
