@@ -271,6 +271,10 @@ def _json_logs() -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # Libraries configure the root logger when imported; our own lines keep their form.
+    ours = logging.getLogger("gongkai")
+    ours.handlers[:] = [handler]
+    ours.propagate = False
     if os.environ.get("GONGKAI_ACCESS_LOG", "1") == "0":
         logging.getLogger("gongkai.access").setLevel(logging.WARNING)
 
