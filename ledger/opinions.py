@@ -352,21 +352,13 @@ async def _case_row(conn: Any, code_hash: bytes, org: str | None = None) -> Any:
     return row
 
 
-async def get_case(
-    conn: Any, code: str, *, calendar: WorkCalendar, today: dt.date, org: str | None = None
+def _case(
+    row: Any, calendar: WorkCalendar, today: dt.date, events: list[tuple[str, dt.date, str]]
 ) -> Case:
-    code_hash = tracking_sha256(code)
-    row = await _case_row(conn, code_hash, org)
-    events = await conn.fetch(
-        """SELECT kind, on_date, year, idx FROM opinion_events
-           WHERE org = $1 AND tracking_sha256 = $2 ORDER BY year, idx""",
-        row["org"],
-        code_hash,
-    )
     due, estimated, note, overdue = _clock(row, calendar, today)
     return Case(
         org=row["org"],
-        tracking_sha256=code_hash,
+        tracking_sha256=bytes(row["tracking_sha256"]),
         category=row["category"],
         handled_as=row["handled_as"],
         applicant_type=row["applicant_type"],
@@ -383,8 +375,27 @@ async def get_case(
         response=row["response"],
         referred_to=row["referred_to"],
         erased=row["erased_on"] is not None,
-        events=[(e["kind"], e["on_date"], f"{row['org']}/{e['year']}#{e['idx']}") for e in events],
+        events=events,
         reference=json.loads(row["reference"]) if row["reference"] else None,
+    )
+
+
+async def get_case(
+    conn: Any, code: str, *, calendar: WorkCalendar, today: dt.date, org: str | None = None
+) -> Case:
+    code_hash = tracking_sha256(code)
+    row = await _case_row(conn, code_hash, org)
+    events = await conn.fetch(
+        """SELECT kind, on_date, year, idx FROM opinion_events
+           WHERE org = $1 AND tracking_sha256 = $2 ORDER BY year, idx""",
+        row["org"],
+        code_hash,
+    )
+    return _case(
+        row,
+        calendar,
+        today,
+        [(e["kind"], e["on_date"], f"{row['org']}/{e['year']}#{e['idx']}") for e in events],
     )
 
 
@@ -684,24 +695,12 @@ async def list_cases(
     conn: Any, org: str, *, calendar: WorkCalendar, today: dt.date, status: str | None = None
 ) -> list[Case]:
     rows = await conn.fetch(
-        """SELECT tracking_sha256 FROM opinions WHERE org = $1 AND ($2::text IS NULL OR status = $2)
+        """SELECT * FROM opinions WHERE org = $1 AND ($2::text IS NULL OR status = $2)
            ORDER BY received_on, submitted_year, submitted_index""",
         org,
         status,
     )
-    out = []
-    for r in rows:
-        row = await _case_row(conn, bytes(r["tracking_sha256"]), org)
-        due, estimated, note, overdue = _clock(row, calendar, today)
-        out.append(
-            Case(org, bytes(row["tracking_sha256"]), row["category"], row["handled_as"],
-                 row["applicant_type"], row["status"], row["received_on"], due, estimated, note,
-                 overdue, row["extension_days"], row["outcome"], row["reason"],
-                 row["decided_on"], row["response"], row["referred_to"],
-                 row["erased_on"] is not None, [],
-                 json.loads(row["reference"]) if row["reference"] else None)
-        )  # fmt: skip
-    return out
+    return [_case(row, calendar, today, []) for row in rows]
 
 
 async def counts(conn: Any, org: str, *, calendar: WorkCalendar, today: dt.date) -> dict[str, Any]:
