@@ -127,7 +127,9 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
             {"metrics": stats, "opinion_limiter": RateLimiter(settings.opinion_rate_limit)}
         ),
         middleware=[web_middleware(stats, limiter)],
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        compression_config=CompressionConfig(
+            backend="gzip", minimum_size=1024, gzip_compress_level=4
+        ),
         cors_config=CORSConfig(
             allow_origins=["*"],
             allow_methods=["GET", "HEAD", "POST", "OPTIONS"],

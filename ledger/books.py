@@ -892,9 +892,7 @@ def _review(b: Books, s: Sequenced) -> None:
             s.entry.actor,
             s.year,
             s.index,
-            dt.datetime.strptime(s.leaf["recorded_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-                tzinfo=dt.UTC
-            ),
+            dt.datetime.strptime(s.recorded_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC),
         )
     )
     for p in target.postings:

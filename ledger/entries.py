@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
@@ -87,6 +87,31 @@ class NewEntry:
 
 _envelope = msgspec.json.Decoder(EntryRequest)
 _batch = msgspec.json.Decoder(BatchRequest)
+
+
+def _typed_envelope(kind: str) -> type[msgspec.Struct]:
+    """``EntryRequest`` with the body typed for ``kind``, tagged by ``kind``."""
+    return msgspec.defstruct(
+        f"EntryRequest_{kind.replace('.', '_')}",
+        [
+            ("subject", Subject),
+            ("occurred_on", dt.date),
+            ("body", KINDS[kind]),
+            ("visibility", Visibility, "public"),
+        ],
+        tag_field="kind",
+        tag=kind,
+        forbid_unknown_fields=True,
+    )
+
+
+#: A whole batch in one pass: a tagged union of every postable kind. It accepts
+#: exactly what the per-entry path does; when it refuses, the batch is decoded
+#: again entry by entry, which names every failing field.
+_ANY_ENTRY: Any = Union[tuple(_typed_envelope(k) for k in POSTABLE_KINDS)]  # noqa: UP007
+_typed_batch: msgspec.json.Decoder[dict[str, list[Any]]] = msgspec.json.Decoder(
+    dict[Literal["entries"], list[_ANY_ENTRY]]
+)
 _PATH_RE = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
@@ -151,8 +176,39 @@ def decode_entry(raw: bytes, *, org: str, actor: str, idempotency_key: str | Non
     return entry
 
 
+def _decode_typed(raw: bytes, org: str, actor: str) -> list[NewEntry] | None:
+    """The fast path of ``decode_batch``: None when anything needs the careful path."""
+    try:
+        doc = _typed_batch.decode(raw)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    reqs = doc.get("entries")
+    if not reqs or len(reqs) > MAX_BATCH:
+        return None
+    out = []
+    for req in reqs:
+        on = req.occurred_on
+        if not MIN_YEAR <= on.year <= MAX_YEAR:
+            return None
+        out.append(
+            NewEntry(
+                org=org,
+                kind=req.__struct_config__.tag,
+                subject=req.subject,
+                occurred_on=on,
+                visibility=req.visibility,
+                body=req.body,
+                actor=actor,
+            )
+        )
+    return out
+
+
 def decode_batch(raw: bytes, *, org: str, actor: str) -> list[NewEntry]:
     """Decode a batch of 1..1000 entries; every failing entry is named in the error."""
+    fast = _decode_typed(raw, org, actor)
+    if fast is not None:
+        return fast
     try:
         batch = _batch.decode(raw)
     except msgspec.ValidationError as exc:

@@ -329,7 +329,7 @@ async def get_project(conn: Any, org: str, code: str, *, staff: bool) -> dict[st
             """SELECT coalesce(sum(p.amount_fen), 0) FROM postings p
                JOIN reviews rv ON rv.org = p.org AND rv.target_year = p.year
                     AND rv.target_index = p.idx AND rv.decision = 'approved'
-               WHERE p.org = $1 AND p.account = $2""",
+               WHERE p.org = $1 AND p.account = $2 AND p.account LIKE 'project:%'""",
             org,
             f"project:{code}",
         )

@@ -398,6 +398,10 @@ class CompactRange:
         """
         if not _all_hashes([leaf_hash]):
             raise ValueError(f"leaf hash must be {HASH_SIZE} bytes")
+        return self.append_trusted(leaf_hash)
+
+    def append_trusted(self, leaf_hash: bytes) -> list[tuple[int, int, bytes]]:
+        """``append`` for a hash the caller just computed with ``leaf_hash`` (no check)."""
         completed: list[tuple[int, int, bytes]] = []
         h = leaf_hash
         level = 0
