@@ -188,6 +188,12 @@ def json_backend() -> str:
     return "orjson" if _orjson is not None else "json (standard library)"
 
 
+def use_stdlib_json() -> None:
+    """Parse entries with the standard library even when orjson is installed."""
+    global _orjson
+    _orjson = None
+
+
 def _parse_line(line: bytes) -> tuple[Any, bool]:
     """Parse one entries.ndjson line; also say whether it is in canonical form."""
     if _orjson is not None:
@@ -587,6 +593,14 @@ class _Tender:
 
 #: Kinds whose leaves the summaries read beyond counting them (with procurement.*).
 SUMMARY_KINDS = frozenset({"fund.receipt", "fund.disbursement", "correction.reversal"})
+_SUMMARY_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def _summary_error(item: Any, exc: Exception) -> ValueError:
+    what = f"{exc!r}" if isinstance(exc, KeyError) else str(exc)
+    kind = item.get("kind") if isinstance(item, Mapping) else None
+    index = item.get("index") if isinstance(item, Mapping) else None
+    return ValueError(f"leaf {index} ({kind}): {what}")
 
 
 class SummaryBuilder:
@@ -624,11 +638,55 @@ class SummaryBuilder:
             return
         try:
             self._add(item)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            what = f"{exc!r}" if isinstance(exc, KeyError) else str(exc)
-            kind = item.get("kind") if isinstance(item, Mapping) else None
-            index = item.get("index") if isinstance(item, Mapping) else None
-            raise ValueError(f"leaf {index} ({kind}): {what}") from None
+        except _SUMMARY_ERRORS as exc:
+            raise _summary_error(item, exc) from None
+
+    @staticmethod
+    def money(leaf: Mapping[str, Any]) -> tuple[int, str, str, str, int]:
+        """What a receipt or disbursement leaf adds: ``(index, kind, fund, month, fen)``.
+
+        Leaves can be read into these in other processes and added in index order
+        with ``add_money``; the result is the same as ``add`` of each leaf.
+        """
+        try:
+            kind = _str(leaf["kind"], "kind")
+            index = leaf["index"]
+            if type(index) is not int:
+                raise ValueError("index is not an integer")
+            body = leaf["body"]
+            if not isinstance(body, Mapping):
+                raise ValueError("body is not an object")
+            month = _str(leaf["occurred_on"], "occurred_on")[:7]
+            return (
+                index,
+                kind,
+                _str(body["fund_code"], "fund_code"),
+                month,
+                _fen(body["amount"], "amount"),
+            )
+        except _SUMMARY_ERRORS as exc:
+            raise _summary_error(leaf, exc) from None
+
+    def add_money(self, index: int, kind: str, fund: str, month: str, fen: int) -> None:
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        try:
+            self._money(index, kind, fund, month, fen)
+        except ValueError as exc:
+            raise ValueError(f"leaf {index} ({kind}): {exc}") from None
+
+    def _money(self, index: int, kind: str, fund: str, month: str, fen: int) -> None:
+        if index < len(self._money_fund):
+            raise ValueError("leaf index out of order")
+        fund_id = self._fund_ids.setdefault(fund, len(self._fund_ids) + 1)
+        if fund_id > len(self.funds):
+            self.funds.append(fund)
+        pad = index - len(self._money_fund)
+        if pad:
+            self._money_fund.extend([0] * pad)
+            self._money_fen.extend([0] * pad)
+        self._money_fund.append(fund_id if kind == "fund.receipt" else -fund_id)
+        self._money_fen.append(fen)
+        self._flow(fund, month, kind, fen, 1)
 
     def count(self, kind: str) -> None:
         """Count a leaf of a kind that only the per-kind count depends on (not a fund
@@ -649,19 +707,7 @@ class SummaryBuilder:
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if kind in ("fund.receipt", "fund.disbursement"):
             fund = _str(body["fund_code"], "fund_code")
-            fen = _fen(body["amount"], "amount")
-            if index < len(self._money_fund):
-                raise ValueError("leaf index out of order")
-            fund_id = self._fund_ids.setdefault(fund, len(self._fund_ids) + 1)
-            if fund_id > len(self.funds):
-                self.funds.append(fund)
-            pad = index - len(self._money_fund)
-            if pad:
-                self._money_fund.extend([0] * pad)
-                self._money_fen.extend([0] * pad)
-            self._money_fund.append(fund_id if kind == "fund.receipt" else -fund_id)
-            self._money_fen.append(fen)
-            self._flow(fund, month, kind, fen, 1)
+            self._money(index, kind, fund, month, _fen(body["amount"], "amount"))
         elif kind == "correction.reversal":
             target = body.get("target_index")
             if body.get("target_log") != leaf["log"] or type(target) is not int:
@@ -1294,41 +1340,190 @@ def _check_leaf(leaf: Any, index: int, log: str | None) -> None:
         raise VerificationError(f"visibility {leaf['visibility']!r}")
 
 
-def _count_lines(path: Path) -> int:
-    n = 0
+#: entries.ndjson is checked in pieces of about this many bytes, cut at line ends.
+#: Pieces are checked in worker processes, one per CPU, and folded in order: the
+#: per-line work (parse, canonical form, hash) runs in parallel, the tree and the
+#: summaries are built from the pieces' results in index order.
+PIECE_BYTES = 8 << 20
+
+
+@dataclass
+class _Piece:
+    """What checking one piece of entries.ndjson found."""
+
+    first: int  # index of its first line
+    lines: int = 0  # lines checked (up to an error)
+    hashes: bytes = b""  # 32 bytes a checked line
+    hash_only: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)  # leaves only counted
+    # In index order: money tuples (SummaryBuilder.money), leaves the summaries read
+    # whole (reversals, procurement), or the message of a leaf that cannot be summarised.
+    records: list[Any] = field(default_factory=list)
+    disclosures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    last: dict[str, Any] | None = None
+    error: tuple[int, str] | None = None  # (index, message): the piece stopped there
+    pid: int = field(default_factory=os.getpid)  # the process that checked it
+
+
+def _pieces(path: Path, piece_bytes: int) -> tuple[list[tuple[int, int, int]], int]:
+    """``(start, end, first index)`` of each piece, and the number of newlines.
+
+    Every piece but a truncated last one ends just after a newline.
+    """
+    pieces: list[tuple[int, int, int]] = []
+    start = newlines = 0
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            n += chunk.count(b"\n")
-    return n
+        while True:
+            block = fh.read(piece_bytes)
+            if not block:
+                break
+            if not block.endswith(b"\n"):
+                block += fh.readline()
+            pieces.append((start, start + len(block), newlines))
+            start += len(block)
+            newlines += block.count(b"\n")
+    return pieces, newlines
 
 
-def _check_entries(bag: _Bag) -> str:
+def _check_piece(
+    path: str, start: int, end: int, first: int, log: str | None, full: bool, stdlib: bool
+) -> _Piece:
+    """Check the lines of one piece (runs in a worker process)."""
+    if stdlib:
+        use_stdlib_json()
+    piece = _Piece(first)
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    lines = data.split(b"\n")
+    last_line = lines.pop()  # b"" after a final newline, else a truncated line
+    hashes: list[bytes] = []
+    summarising = True
+    index = first
+    for index, line in enumerate(lines, start=first):
+        try:
+            h, leaf = _entry_line(line, index, log, full)
+        except VerificationError as exc:
+            piece.error = (index, str(exc))
+            break
+        hashes.append(h)
+        if leaf is None:
+            piece.hash_only += 1
+            piece.last = {"index": index}
+            continue
+        piece.last = leaf
+        kind = leaf["kind"]
+        if kind == "disclosure.published":
+            piece.disclosures.append((index, leaf))
+        if not summarising:
+            continue
+        if kind == "fund.receipt" or kind == "fund.disbursement":
+            try:
+                piece.records.append(SummaryBuilder.money(leaf))
+            except ValueError as exc:
+                piece.records.append(str(exc))
+                summarising = False
+        elif kind == "correction.reversal" or kind.startswith("procurement."):
+            piece.records.append(leaf)
+        else:
+            piece.kinds[kind] = piece.kinds.get(kind, 0) + 1
+    else:
+        if last_line:
+            index = first + len(lines)
+            piece.error = (index, "the line does not end with a newline (truncated file?)")
+    piece.lines = len(hashes)
+    piece.hashes = b"".join(hashes)
+    return piece
+
+
+def _checked_pieces(
+    path: Path, pieces: list[tuple[int, int, int]], log: str | None, full: bool
+) -> Iterator[_Piece]:
+    """The pieces' results in file order; in worker processes when that can help."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(cpus or 1, len(pieces))
+    done = 0
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import Future, ProcessPoolExecutor
+
+        # spawn, not fork: the caller may have threads (a test runner, a server).
+        ctx = multiprocessing.get_context("spawn")
+        futures: dict[int, Future[_Piece]] = {}
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                while done < len(pieces):
+                    # At most two pieces a worker in flight: memory stays bounded.
+                    while len(futures) < 2 * workers and done + len(futures) < len(pieces):
+                        i = done + len(futures)
+                        futures[i] = pool.submit(
+                            _check_piece, str(path), *pieces[i], log, full, _orjson is None
+                        )
+                    piece = futures.pop(done).result()
+                    done += 1
+                    yield piece
+                    if piece.error is not None:
+                        for f in futures.values():
+                            f.cancel()
+                        return
+        except Exception:  # no worker processes here: go on in this one
+            pass
+    for start, end, first in pieces[done:]:
+        piece = _check_piece(str(path), start, end, first, log, full, _orjson is None)
+        yield piece
+        if piece.error is not None:
+            return
+
+
+def _fold_summaries(bag: _Bag, piece: _Piece) -> None:
+    s = bag.summaries
+    for kind, n in piece.kinds.items():
+        s.kinds[kind] = s.kinds.get(kind, 0) + n
+    s.hash_only += piece.hash_only
+    for rec in piece.records:
+        index = rec[0] if type(rec) is tuple else rec["index"]
+        try:
+            if type(rec) is not tuple:
+                s.add(rec)
+            elif len(rec) == 2:
+                raise ValueError(rec[1])
+            else:
+                s.add_money(*rec)
+        except ValueError as exc:
+            bag.summary_error = f"data/entries.ndjson line {index + 1}: cannot be summarised: {exc}"
+            return
+
+
+def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
     path = bag.data("entries.ndjson")
     if not path.is_file():
         raise VerificationError("data/entries.ndjson is missing")
+    pieces, lines = _pieces(path, piece_bytes or PIECE_BYTES)
     # Tree heads needed later: each quarterly size, and all leaves but the last (year.closed).
-    wanted = {p["size"] for p in bag.proofs or []} | {_count_lines(path) - 1}
-    frontier = _Frontier()
+    wanted = {p["size"] for p in bag.proofs or []} | {lines - 1}
     if 0 in wanted:
         bag.roots_at[0] = EMPTY_ROOT
-    last: dict[str, Any] | None = None
-    log, full = bag.log, bag.variant == "full"
-    index = 0
-    with open(path, "rb") as fh:
-        try:
-            for index, raw in enumerate(fh):
-                leaf = _entry_line(bag, raw, index, log, full, frontier)
-                if frontier.size in wanted:
-                    bag.roots_at[frontier.size] = frontier.root()
-                last = leaf if leaf is not None else {"index": index}
-        except VerificationError as exc:
+    frontier = _Frontier()
+    for piece in _checked_pieces(path, pieces, bag.log, bag.variant == "full"):
+        hashes = piece.hashes
+        for i in range(0, len(hashes), 32):
+            frontier.append(hashes[i : i + 32])
+            if frontier.size in wanted:
+                bag.roots_at[frontier.size] = frontier.root()
+        bag.hash_only += piece.hash_only
+        bag.disclosures.extend(piece.disclosures)
+        if piece.last is not None:
+            bag.last_leaf = piece.last
+        if bag.summary_error is None:
+            _fold_summaries(bag, piece)
+        if piece.error is not None:
+            index, message = piece.error
             raise VerificationError(
-                f"data/entries.ndjson line {index + 1} (index {index}): {exc}"
-            ) from None
+                f"data/entries.ndjson line {index + 1} (index {index}): {message}"
+            )
     bag.size = frontier.size
     bag.root_hash = frontier.root()
     bag.roots_at[bag.size] = bag.root_hash
-    bag.last_leaf = last
     bag.root_before_last = bag.roots_at.get(bag.size - 1)
     bag.entries_ok = True
     present = bag.size - bag.hash_only
@@ -1337,12 +1532,9 @@ def _check_entries(bag: _Bag) -> str:
 
 
 def _entry_line(
-    bag: _Bag, raw: bytes, index: int, log: str | None, full: bool, frontier: _Frontier
-) -> dict[str, Any] | None:
-    """Check one line of entries.ndjson, add its hash to the tree; return its leaf."""
-    if not raw.endswith(b"\n"):
-        raise VerificationError("the line does not end with a newline (truncated file?)")
-    line = raw[:-1]
+    line: bytes, index: int, log: str | None, full: bool
+) -> tuple[bytes, dict[str, Any] | None]:
+    """Check one line of entries.ndjson (without its newline): its hash and its leaf."""
     try:
         entry, canonical_form = _parse_line(line)
     except (ValueError, RecursionError) as exc:  # incl. UnicodeDecodeError, JSONDecodeError
@@ -1365,27 +1557,17 @@ def _entry_line(
             raise VerificationError("'leaf' is null")
         if full:
             raise VerificationError("hash only, but the full variant carries every leaf")
-        bag.hash_only += 1
-        h = stated
-    else:
-        _check_leaf(leaf, index, log)
-        # The line is canonical, so it is '{"index":N,"leaf":' + the leaf's canonical
-        # bytes + ',"leaf_hash":"<64 hex>"}': hash the leaf bytes without re-encoding.
-        h = leaf_hash(line[len(f'{{"index":{index},"leaf":') : -80])
-        if h != stated:
-            raise VerificationError(
-                f"leaf hash recomputed as {h.hex()} but the line says {stated.hex()} "
-                "(the leaf or its hash was changed)"
-            )
-        if leaf["kind"] == "disclosure.published":
-            bag.disclosures.append((index, leaf))
-    if bag.summary_error is None:
-        try:
-            bag.summaries.add(leaf)
-        except ValueError as exc:
-            bag.summary_error = f"data/entries.ndjson line {index + 1}: cannot be summarised: {exc}"
-    frontier.append(h)
-    return leaf
+        return stated, None
+    _check_leaf(leaf, index, log)
+    # The line is canonical, so it is '{"index":N,"leaf":' + the leaf's canonical
+    # bytes + ',"leaf_hash":"<64 hex>"}': hash the leaf bytes without re-encoding.
+    h = leaf_hash(line[len(f'{{"index":{index},"leaf":') : -80])
+    if h != stated:
+        raise VerificationError(
+            f"leaf hash recomputed as {h.hex()} but the line says {stated.hex()} "
+            "(the leaf or its hash was changed)"
+        )
+    return h, leaf
 
 
 def _check_root(bag: _Bag) -> str:
@@ -1662,7 +1844,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pin.add_argument("--vkey", type=Path, help="file holding the verifier key to pin")
     pin.add_argument("--vkey-string", help="the verifier key to pin, as text")
     parser.add_argument("--quiet", action="store_true", help="print failures only")
+    parser.add_argument(
+        "--stdlib-json",
+        action="store_true",
+        help="parse with the standard library's json even when orjson is installed",
+    )
     args = parser.parse_args(argv)
+    if args.stdlib_json:
+        use_stdlib_json()
     pinned: str | None = args.vkey_string
     if args.vkey is not None:
         try:

@@ -21,6 +21,7 @@ import hashlib
 import re
 import secrets
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -181,25 +182,37 @@ async def offline_verify(b: Bench) -> dict[str, Any]:
     res = Result("offline_verify", f"Offline verify: the bundle of {arc.entries:,} entries")
     bag = await asyncio.to_thread(_extract, arc.zip_path, b.work / f"unpacked-{time.time_ns()}")
     python = infra.python_outside_venv()
-    argv = [python, "-I", str(bag / "data" / "verify.py"), str(arc.zip_path)]
-    b.log(f"offline_verify: {' '.join(argv)}")
-    run = await asyncio.to_thread(infra.run_timed, argv, b.env, b.sizes.scenario_timeout)
-    verified = run.returncode == 0 and "VERIFIED" in run.output
+    script, zip_arg = str(bag / "data" / "verify.py"), str(arc.zip_path)
+    variants = [
+        # What an auditor runs with a bare Python, and with orjson installed (the
+        # verifier uses it when it can import it; -I still sees a venv's packages).
+        ("standard library only", python, [python, "-I", script, zip_arg, "--stdlib-json"]),
+        ("with orjson", sys.executable, [sys.executable, "-I", script, zip_arg]),
+    ]
+    runs = []
+    for label, _, argv in variants:
+        b.log(f"offline_verify ({label}): {' '.join(argv)}")
+        runs.append(await asyncio.to_thread(infra.run_timed, argv, b.env, b.sizes.scenario_timeout))
+    argv = variants[0][2]
     payload = sorted(str(p) for p in (bag / "data").rglob("*") if p.is_file())
     base = await asyncio.to_thread(infra.run_timed, ["sha256sum", *payload], b.env, 600)
     if base.returncode != 0:
         raise RuntimeError(f"sha256sum failed: {base.output[-1000:]}")
     payload_bytes = sum(Path(p).stat().st_size for p in payload)
+    ok = [r.returncode == 0 and "VERIFIED" in r.output for r in runs]
     res.table(
         f"{arc.zip_path.stat().st_size:,} bytes zip, {payload_bytes:,} bytes payload "
         f"in {len(payload)} files",
         [
-            {
-                "": "python3 -I data/verify.py <zip>",
-                "seconds": round(run.seconds, 2),
-                "peak RSS MiB": round(run.max_rss_mib, 1),
-                "result": "VERIFIED" if verified else f"exit {run.returncode}",
-            },
+            *(
+                {
+                    "": f"python3 -I data/verify.py <zip>, {label}",
+                    "seconds": round(run.seconds, 2),
+                    "peak RSS MiB": round(run.max_rss_mib, 1),
+                    "result": "VERIFIED" if good else f"exit {run.returncode}",
+                }
+                for (label, _, _), run, good in zip(variants, runs, ok, strict=True)
+            ),
             {
                 "": "sha256sum of the payload files",
                 "seconds": round(base.seconds, 2),
@@ -208,19 +221,35 @@ async def offline_verify(b: Bench) -> dict[str, Any]:
             },
         ],
     )
-    res.target(f"≤ {VERIFY_LIMIT_S:g} s", f"{run.seconds:.2f} s", run.seconds <= VERIFY_LIMIT_S)
-    res.target("the bundle verifies", "yes" if verified else "no", verified)
+    for (label, _, _), run in zip(variants, runs, strict=True):
+        res.target(
+            f"≤ {VERIFY_LIMIT_S:g} s ({label})",
+            f"{run.seconds:.2f} s",
+            run.seconds <= VERIFY_LIMIT_S,
+        )
+    res.target("the bundle verifies", "yes" if all(ok) else "no", all(ok))
     res.note(
-        f"Ratio to sha256sum: {ratio(run.seconds, base.seconds):.1f} ×. Python: `{python}` "
-        f"({_version(python)}), run isolated (-I) on the zip, which it unpacks itself; "
-        "sha256sum reads the already unpacked payload (page cache warm for both)."
+        "Ratio to sha256sum: "
+        + ", ".join(
+            f"{ratio(run.seconds, base.seconds):.1f} × ({label})"
+            for (label, _, _), run in zip(variants, runs, strict=True)
+        )
+        + ". Pythons: "
+        + ", ".join(
+            f"`{'.venv/bin/python' if py == sys.executable else py}` ({_version(py)}) {label}"
+            for label, py, _ in variants
+        )
+        + "; run isolated (-I) on the zip, which the verifier unpacks itself; it checks the "
+        "entries in pieces, one worker process a CPU. sha256sum reads the already unpacked "
+        "payload (page cache warm for all)."
     )
     if b.profile:
         b.log("offline_verify: profiling another run with py-spy")
         res.profile = await profile_command(argv, b.env, b.work / "verify.prof", 3600)
         res.note("Profiled with py-spy in an extra run after the measured one.")
-    if not verified:
-        res.note("verify.py output (tail):\n\n```\n" + run.output[-2000:] + "\n```")
+    for run, good in zip(runs, ok, strict=True):
+        if not good:
+            res.note("verify.py output (tail):\n\n```\n" + run.output[-2000:] + "\n```")
     return res.as_dict()
 
 

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -778,3 +779,43 @@ def test_cli_pinned_key_string_mismatch(full: Bundle) -> None:
         assert V.main(args) == 1
     assert out.getvalue().startswith("FAIL vkey: data/vkey.txt holds gongkai.local+")
     assert "FAIL checkpoint: data/checkpoint.txt: no signature by" in out.getvalue()
+
+
+# --------------------------------------------------------------------------------------
+# entries checked in pieces by worker processes
+# --------------------------------------------------------------------------------------
+
+
+def _tampered(bag: Path, how: str) -> None:
+    lines = _entries(bag)
+    if how == "byte":
+        lines[3] = lines[3].replace(b"30000.00", b"30000.01")
+    elif how == "removed":
+        del lines[6]
+    elif how == "swapped":
+        lines[8], lines[9] = lines[9], lines[8]
+    elif how == "truncated":
+        lines[-1] = lines[-1][:-1]
+    elif how == "summary":
+        lines[3] = lines[3].replace(b'"amount":"30000.00"', b'"amount":"30000"')
+    _set_entries(bag, lines)
+
+
+@pytest.mark.parametrize("how", ["none", "byte", "removed", "swapped", "truncated", "summary"])
+@pytest.mark.parametrize("variant", ["full", "public"])
+def test_pieces_in_worker_processes_give_the_same_results(
+    how: str, variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut into pieces of a few lines (so a process pool checks them), the verifier
+    reports exactly what it reports reading the file in one piece."""
+    b = build_bundle(tmp_path, variant)
+    _tampered(b.path, how)
+    one = V.check_bag(b.path)
+    monkeypatch.setattr(V, "PIECE_BYTES", 700)
+    pieces, lines = V._pieces(b.path / "data/entries.ndjson", V.PIECE_BYTES)
+    assert len(pieces) >= 4 and lines == len(_entries(b.path)) - (how == "truncated")
+    many = V.check_bag(b.path)
+    assert [str(r) for r in many] == [str(r) for r in one]
+    checked = list(V._checked_pieces(b.path / "data/entries.ndjson", pieces, LOG, True))
+    assert os.getpid() not in {p.pid for p in checked}  # worker processes did the work
+    assert (how == "none") == all(r.status != "FAIL" for r in one)
