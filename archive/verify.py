@@ -75,6 +75,7 @@ import stat
 import sys
 import tarfile
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -249,6 +250,17 @@ class _Frontier:
             size >>= 1
         self.hashes.append(h)
         self.size += 1
+
+    def append_subtree(self, h: bytes, level: int) -> None:
+        """Append the root of 2**level leaves; the size must be a multiple of 2**level."""
+        if self.size & ((1 << level) - 1):
+            raise ValueError(f"a subtree of 2**{level} leaves cannot start at {self.size}")
+        size = self.size >> level
+        while size & 1:
+            h = _node(self.hashes.pop(), h)
+            size >>= 1
+        self.hashes.append(h)
+        self.size += 1 << level
 
     def root(self) -> bytes:
         if not self.hashes:
@@ -666,6 +678,37 @@ class SummaryBuilder:
             )
         except _SUMMARY_ERRORS as exc:
             raise _summary_error(leaf, exc) from None
+
+    def merge(self, first: int, part: SummaryBuilder) -> None:
+        """Add ``part``: receipts, disbursements and counted kinds of the leaves from
+        index ``first`` on, summarised with indexes counted from ``first``.
+
+        Nothing of this builder may lie at or after ``first`` yet. Flows and counts
+        add up; the money of each leaf is kept for later reversals.
+        """
+        if first < len(self._money_fund):
+            raise ValueError(f"cannot merge leaves from {first}: leaf index out of order")
+        for kind, n in part.kinds.items():
+            self.kinds[kind] = self.kinds.get(kind, 0) + n
+        self.hash_only += part.hash_only
+        for key, row in part.flows.items():
+            mine = self.flows.setdefault(key, [0, 0, 0, 0])
+            for i in range(4):
+                mine[i] += row[i]
+        if not part._money_fund:
+            return
+        ids = [0]
+        for fund in part.funds:
+            fund_id = self._fund_ids.setdefault(fund, len(self._fund_ids) + 1)
+            if fund_id > len(self.funds):
+                self.funds.append(fund)
+            ids.append(fund_id)
+        pad = first - len(self._money_fund)
+        if pad:
+            self._money_fund.extend([0] * pad)
+            self._money_fen.extend([0] * pad)
+        self._money_fund.extend([ids[v] if v >= 0 else -ids[-v] for v in part._money_fund])
+        self._money_fen.extend(part._money_fen)
 
     def add_money(self, index: int, kind: str, fund: str, month: str, fen: int) -> None:
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
@@ -1353,16 +1396,46 @@ class _Piece:
 
     first: int  # index of its first line
     lines: int = 0  # lines checked (up to an error)
-    hashes: bytes = b""  # 32 bytes a checked line
+    # The checked lines' hashes as aligned perfect subtrees (level, root), in order;
+    # ranges are cut at the tree sizes whose roots are wanted.
+    subtrees: list[tuple[int, bytes]] = field(default_factory=list)
     hash_only: int = 0
-    kinds: dict[str, int] = field(default_factory=dict)  # leaves only counted
-    # In index order: money tuples (SummaryBuilder.money), leaves the summaries read
-    # whole (reversals, procurement), or the message of a leaf that cannot be summarised.
+    # Summaries of the piece's receipts, disbursements and counted kinds, built by a
+    # SummaryBuilder with indexes counted from ``first`` (SummaryBuilder.merge).
+    summary: SummaryBuilder | None = None
+    # Leaves the summaries must read in index order (reversals, procurement), or
+    # (index, message) for a leaf that cannot be summarised (the piece stops there).
     records: list[Any] = field(default_factory=list)
     disclosures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     last: dict[str, Any] | None = None
     error: tuple[int, str] | None = None  # (index, message): the piece stopped there
     pid: int = field(default_factory=os.getpid)  # the process that checked it
+
+
+def _subtree_root(hashes: list[bytes]) -> bytes:
+    """Root of a perfect subtree (len(hashes) is a power of two)."""
+    sha = hashlib.sha256
+    while len(hashes) > 1:
+        hashes = [
+            sha(b"\x01" + a + b).digest() for a, b in zip(hashes[::2], hashes[1::2], strict=True)
+        ]
+    return hashes[0]
+
+
+def _subtrees(first: int, hashes: list[bytes], cuts: Iterable[int]) -> list[tuple[int, bytes]]:
+    """Leaves ``first …`` as aligned perfect subtrees, none crossing a cut."""
+    out: list[tuple[int, bytes]] = []
+    end = first + len(hashes)
+    bounds = [c for c in sorted(set(cuts)) if first < c < end] + [end]
+    a = first
+    for b in bounds:
+        while a < b:
+            level = (a & -a).bit_length() - 1 if a else 62
+            while (1 << level) > b - a:
+                level -= 1
+            out.append((level, _subtree_root(hashes[a - first : a - first + (1 << level)])))
+            a += 1 << level
+    return out
 
 
 def _pieces(path: Path, piece_bytes: int) -> tuple[list[tuple[int, int, int]], int]:
@@ -1386,12 +1459,14 @@ def _pieces(path: Path, piece_bytes: int) -> tuple[list[tuple[int, int, int]], i
 
 
 def _check_piece(
-    path: str, start: int, end: int, first: int, log: str | None, full: bool, stdlib: bool
-) -> _Piece:
+    path: str, start: int, end: int, first: int, log: str | None, full: bool,
+    wanted: tuple[int, ...], stdlib: bool,
+) -> _Piece:  # fmt: skip
     """Check the lines of one piece (runs in a worker process)."""
     if stdlib:
         use_stdlib_json()
     piece = _Piece(first)
+    summary = piece.summary = SummaryBuilder()
     with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
@@ -1419,26 +1494,29 @@ def _check_piece(
             continue
         if kind == "fund.receipt" or kind == "fund.disbursement":
             try:
-                piece.records.append(SummaryBuilder.money(leaf))
+                _, kind, fund, month, fen = SummaryBuilder.money(leaf)
             except ValueError as exc:
-                piece.records.append(str(exc))
+                piece.records.append((index, str(exc)))
                 summarising = False
+                continue
+            summary.add_money(index - first, kind, fund, month, fen)
         elif kind == "correction.reversal" or kind.startswith("procurement."):
             piece.records.append(leaf)
         else:
-            piece.kinds[kind] = piece.kinds.get(kind, 0) + 1
+            summary.count(kind)
     else:
         if last_line:
             index = first + len(lines)
             piece.error = (index, "the line does not end with a newline (truncated file?)")
     piece.lines = len(hashes)
-    piece.hashes = b"".join(hashes)
+    piece.subtrees = _subtrees(first, hashes, wanted)
     return piece
 
 
 def _checked_pieces(
-    path: Path, pieces: list[tuple[int, int, int]], log: str | None, full: bool
-) -> Iterator[_Piece]:
+    path: Path, pieces: list[tuple[int, int, int]], log: str | None, full: bool,
+    wanted: tuple[int, ...] = (),
+) -> Iterator[_Piece]:  # fmt: skip
     """The pieces' results in file order; in worker processes when that can help."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = min(cpus or 1, len(pieces))
@@ -1457,8 +1535,9 @@ def _checked_pieces(
                     while len(futures) < 2 * workers and done + len(futures) < len(pieces):
                         i = done + len(futures)
                         futures[i] = pool.submit(
-                            _check_piece, str(path), *pieces[i], log, full, _orjson is None
-                        )
+                            _check_piece, str(path), *pieces[i], log, full, wanted,
+                            _orjson is None,
+                        )  # fmt: skip
                     piece = futures.pop(done).result()
                     done += 1
                     yield piece
@@ -1469,7 +1548,7 @@ def _checked_pieces(
         except Exception:  # no worker processes here: go on in this one
             pass
     for start, end, first in pieces[done:]:
-        piece = _check_piece(str(path), start, end, first, log, full, _orjson is None)
+        piece = _check_piece(str(path), start, end, first, log, full, wanted, _orjson is None)
         yield piece
         if piece.error is not None:
             return
@@ -1477,21 +1556,21 @@ def _checked_pieces(
 
 def _fold_summaries(bag: _Bag, piece: _Piece) -> None:
     s = bag.summaries
-    for kind, n in piece.kinds.items():
-        s.kinds[kind] = s.kinds.get(kind, 0) + n
+    if piece.summary is not None:
+        s.merge(piece.first, piece.summary)
     s.hash_only += piece.hash_only
     for rec in piece.records:
-        index = rec[0] if type(rec) is tuple else rec["index"]
-        try:
-            if type(rec) is not tuple:
+        if type(rec) is tuple:
+            index, message = rec
+        else:
+            index = rec["index"]
+            try:
                 s.add(rec)
-            elif len(rec) == 2:
-                raise ValueError(rec[1])
-            else:
-                s.add_money(*rec)
-        except ValueError as exc:
-            bag.summary_error = f"data/entries.ndjson line {index + 1}: cannot be summarised: {exc}"
-            return
+                continue
+            except ValueError as exc:
+                message = str(exc)
+        bag.summary_error = f"data/entries.ndjson line {index + 1}: cannot be summarised: {message}"
+        return
 
 
 def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
@@ -1504,10 +1583,10 @@ def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
     if 0 in wanted:
         bag.roots_at[0] = EMPTY_ROOT
     frontier = _Frontier()
-    for piece in _checked_pieces(path, pieces, bag.log, bag.variant == "full"):
-        hashes = piece.hashes
-        for i in range(0, len(hashes), 32):
-            frontier.append(hashes[i : i + 32])
+    cuts = tuple(sorted(w for w in wanted if w > 0))
+    for piece in _checked_pieces(path, pieces, bag.log, bag.variant == "full", cuts):
+        for level, h in piece.subtrees:
+            frontier.append_subtree(h, level)
             if frontier.size in wanted:
                 bag.roots_at[frontier.size] = frontier.root()
         bag.hash_only += piece.hash_only
@@ -1804,7 +1883,12 @@ def check_bag(bag_dir: Path, pinned_vkey: str | None = None) -> list[CheckResult
     bag = _Bag(Path(bag_dir))
     results: list[CheckResult] = []
     _run(results, "bag", _check_bag, bag)
-    _run(results, "manifest", _check_manifest, bag)
+    # Hashing every payload file takes as long as reading it: do it in a thread while
+    # the entries are checked (hashlib lets other threads run), report it in its place.
+    manifest: list[CheckResult] = []
+    hashing = threading.Thread(target=_run, args=(manifest, "manifest", _check_manifest, bag))
+    hashing.start()
+    at = len(results)
     _run(results, "tagmanifest", _check_tagmanifest, bag)
     _run(results, "vkey", _check_vkey, bag, pinned_vkey)
     _run(results, "checkpoint", _check_checkpoint, bag)
@@ -1821,6 +1905,8 @@ def check_bag(bag_dir: Path, pinned_vkey: str | None = None) -> list[CheckResult
     _run(results, "disclosures", _check_disclosures, bag)
     _run(results, "documents", _check_documents, bag)
     _run(results, "summaries", _check_summaries, bag)
+    hashing.join()
+    results[at:at] = manifest
     return results
 
 

@@ -819,3 +819,78 @@ def test_pieces_in_worker_processes_give_the_same_results(
     checked = list(V._checked_pieces(b.path / "data/entries.ndjson", pieces, LOG, True))
     assert os.getpid() not in {p.pid for p in checked}  # worker processes did the work
     assert (how == "none") == all(r.status != "FAIL" for r in one)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.data())
+def test_subtrees_fold_to_the_merkle_roots(n: int, data: Any) -> None:
+    """Pieces cut anywhere, as aligned subtrees cut at wanted sizes, give every root."""
+    hashes = [hashlib.sha256(str(i).encode()).digest() for i in range(n)]
+    starts = sorted(set(data.draw(st.lists(st.integers(1, n - 1), max_size=6)) if n > 1 else []))
+    wanted = set(data.draw(st.lists(st.integers(1, n), max_size=5))) | {n}
+    frontier = V._Frontier()
+    roots = {}
+    for a, b in zip([0, *starts], [*starts, n], strict=True):
+        for level, h in V._subtrees(a, hashes[a:b], wanted):
+            frontier.append_subtree(h, level)
+            if frontier.size in wanted:
+                roots[frontier.size] = frontier.root()
+    assert roots == {w: root_from_leaf_hashes(hashes[:w]) for w in wanted}
+
+
+def _entries_bag(tmp_path: Path, leaves: list[dict[str, Any]]) -> Path:
+    bag = tmp_path / "bag"
+    (bag / "data").mkdir(parents=True)
+    lines = [
+        canonical_bytes({"index": i, "leaf": x, "leaf_hash": leaf_hash(canonical_bytes(x)).hex()})
+        + b"\n"
+        for i, x in enumerate(leaves)
+    ]
+    (bag / "data/entries.ndjson").write_bytes(b"".join(lines))
+    return bag
+
+
+def _entries_pass(bag_dir: Path, piece_bytes: int | None) -> V._Bag:
+    bag = V._Bag(bag_dir, org=ORG, year=YEAR, variant="full")
+    try:
+        V._check_entries(bag, piece_bytes)
+    except V.VerificationError as exc:
+        bag.summary_error = f"entries: {exc}"
+    return bag
+
+
+def _money(i: int, kind: str, fund: str, amount: str, month: int) -> dict[str, Any]:
+    party = "payer" if kind == "fund.receipt" else "payee"
+    body = {
+        "fund_code": fund,
+        "amount": amount,
+        party: {"id": "p", "name": "P", "type": "enterprise"},
+    }
+    return _leaf(i, (kind, f"fund:{fund}", f"2026-{month:02d}-01", "public", body))
+
+
+@pytest.mark.parametrize("bad", [None, 37])
+def test_summaries_merged_from_pieces_equal_one_pass(tmp_path: Path, bad: int | None) -> None:
+    """Receipts, disbursements and reversals across piece boundaries sum as in one pass;
+    a leaf that cannot be summarised is named the same way."""
+    leaves: list[dict[str, Any]] = []
+    for i in range(60):
+        if i % 7 == 6:  # reverse an earlier receipt or disbursement, often in another piece
+            body = {"target_log": LOG, "target_index": i - 5, "reason": "entered twice"}
+            leaves.append(_leaf(i, ("correction.reversal", f"entry:{i - 5}", "2026-03-01",
+                                    "public", body)))  # fmt: skip
+        else:
+            kind = "fund.receipt" if i % 3 else "fund.disbursement"
+            amount = "12" if i == bad else f"{i * 10 + 1}.{i % 100:02d}"
+            leaves.append(_money(i, kind, f"F-{i % 4}", amount, 1 + i % 12))
+    bag = _entries_bag(tmp_path, leaves)
+    one, many = _entries_pass(bag, None), _entries_pass(bag, 1500)
+    assert len(V._pieces(bag / "data/entries.ndjson", 1500)[0]) >= 4
+    assert many.summary_error == one.summary_error
+    if bad is None:
+        assert one.summary_error is None and one.entries_ok
+        assert many.summaries.csvs() == one.summaries.csvs()
+        assert one.summaries.csvs() == V.summary_csvs(leaves)
+        assert many.roots_at == one.roots_at
+    else:
+        assert one.summary_error is not None and f"line {bad + 1}:" in one.summary_error
