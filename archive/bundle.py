@@ -7,7 +7,10 @@ personal data) — streaming the leaves from a server-side cursor to disk, so me
 stays bounded whatever the year's size. Everything it writes is a function of what
 the close froze (leaves, the final checkpoint, reviews made up to the close, the
 stored disclosures and annual report), so the same closed year builds
-byte-identical payload files every time; the zip carries fixed times.
+byte-identical payload files every time. The bag is written straight into its zip
+(payload members first, in a fixed order, then the tag files, all with fixed times
+and modes), so the zip is byte-identical too; deflate and hashing of the entries run
+in a writer thread while the next lines are made.
 
 The bundle is stored under ``$GONGKAI_DATA_DIR/archives/<sha256>.zip``: immutable,
 addressed by its SHA-256.
@@ -20,12 +23,11 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import asyncpg
 import orjson
@@ -65,43 +67,92 @@ class BuiltBundle:
     payload_oxum: str
 
 
-class _HashingWriter:
-    """A file written once, hashed and measured as it goes."""
+class _Member:
+    """One payload file written into the zip, hashed and measured as it goes.
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.f: BinaryIO = open(path, "wb")
-        self.sha = hashlib.sha256()
+    Writes are gathered into chunks of ``CHUNK_BYTES``; a chunk is hashed, deflated
+    and written by the bag's writer thread (hashlib and zlib let other threads run)
+    while the caller makes the next one. At most one chunk is in flight.
+    """
+
+    CHUNK_BYTES = 1 << 20
+
+    def __init__(self, dst: IO[bytes], pool: ThreadPoolExecutor) -> None:
+        self._dst, self._pool = dst, pool
+        self._sha = hashlib.sha256()
+        self._buf: list[bytes] = []
+        self._buffered = 0
+        self._pending: Future[None] | None = None
         self.size = 0
 
     def write(self, data: bytes) -> None:
-        self.f.write(data)
-        self.sha.update(data)
-        self.size += len(data)
+        self._buf.append(data)
+        self._buffered += len(data)
+        if self._buffered >= self.CHUNK_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        chunk = b"".join(self._buf)
+        self._buf.clear()
+        self._buffered = 0
+        self.size += len(chunk)
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._write_chunk, chunk)
+
+    def _write_chunk(self, chunk: bytes) -> None:
+        self._sha.update(chunk)
+        self._dst.write(chunk)
 
     def close(self) -> tuple[str, int]:
-        self.f.close()
-        return self.sha.hexdigest(), self.size
+        if self._buf:
+            self._flush()
+        if self._pending is not None:
+            self._pending.result()
+        self._dst.close()
+        return self._sha.hexdigest(), self.size
 
 
 class _Payload:
-    """The data/ folder of a bag: every file's SHA-256 and size, for the manifests."""
+    """The bag as a zip being written: payload members, then (``finish``) tag files.
 
-    def __init__(self, bag: Path) -> None:
-        self.bag = bag
+    Every payload file's SHA-256 and size are kept for the manifests.
+    """
+
+    def __init__(self, out: Path, top: str) -> None:
+        self.top = top
+        self.zip = zipfile.ZipFile(
+            out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL
+        )
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-writer")
         self.files: dict[str, tuple[str, int]] = {}
 
-    def open(self, rel: str) -> _HashingWriter:
-        return _HashingWriter(self.bag / "data" / rel)
+    def _member(self, rel: str, *, big: bool = False) -> IO[bytes]:
+        info = zipfile.ZipInfo(f"{self.top}/{rel}", date_time=ZIP_TIME)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        info.create_system = 3
+        return self.zip.open(info, "w", force_zip64=big)
 
-    def done(self, rel: str, writer: _HashingWriter) -> None:
-        self.files[f"data/{rel}"] = writer.close()
+    def open(self, rel: str) -> _Member:
+        # entries.ndjson may pass 4 GiB: streamed members carry zip64 sizes.
+        return _Member(self._member(f"data/{rel}", big=True), self.pool)
+
+    def done(self, rel: str, member: _Member) -> None:
+        self.files[f"data/{rel}"] = member.close()
 
     def put(self, rel: str, data: bytes) -> None:
-        w = self.open(rel)
-        w.write(data)
-        self.done(rel, w)
+        with self._member(f"data/{rel}") as dst:
+            dst.write(data)
+        self.files[f"data/{rel}"] = (hashlib.sha256(data).hexdigest(), len(data))
+
+    def put_tag(self, name: str, data: bytes) -> None:
+        with self._member(name) as dst:
+            dst.write(data)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.zip.close()
 
 
 def _json_file(obj: Any) -> bytes:
@@ -136,14 +187,15 @@ async def build_bundle(
     archives = settings.archive_dir
     archives.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=archives, prefix=".build-") as tmp:
-        bag = Path(tmp) / f"gongkai-{org}-{year}"
-        payload = _Payload(bag)
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            await _write_payload(conn, settings, signer, payload, org, org_name, year, variant,
-                                 closed)  # fmt: skip
-        _write_tags(bag, payload, settings, org, org_name, year, variant, closed["closed_on"])
         zip_tmp = Path(tmp) / "bundle.zip"
-        _zip(bag, zip_tmp)
+        payload = _Payload(zip_tmp, f"gongkai-{org}-{year}")
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                await _write_payload(conn, settings, signer, payload, org, org_name, year,
+                                     variant, closed)  # fmt: skip
+            _write_tags(payload, settings, org, org_name, year, variant, closed["closed_on"])
+        finally:
+            payload.close()
         sha = hashlib.sha256()
         with open(zip_tmp, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -178,14 +230,28 @@ async def _write_payload(
     opinion_lines: list[tuple[int, dict[str, Any]]] = []
     disclosures: list[tuple[str, int]] = []
 
-    # entries.ndjson, streamed from a server-side cursor.
+    # entries.ndjson, streamed from a server-side cursor. A receipt's or disbursement's
+    # summary comes from its fund posting (line 0: the fund's side, same fund code and
+    # amount as the body; the verifier recomputes it from the leaf), not from parsing.
+    # The joins are index lookups per leaf (LATERAL … LIMIT 1), whatever the planner's
+    # statistics say right after a large year was loaded.
     w = payload.open("entries.ndjson")
+    shown_line = b'{"index":%d,"leaf":%s,"leaf_hash":"%s"}\n'
+    stub_line = b'{"index":%d,"leaf_hash":"%s"}\n'
     async for r in conn.cursor(
         """
-        SELECT l.idx, l.leaf_hash, l.leaf, l.kind, l.visibility, rv.decision
+        SELECT l.idx, l.leaf_hash, l.leaf, l.kind, l.visibility, rv.decision,
+               p.fund_code, p.amount_fen, to_char(l.occurred_on, 'YYYY-MM')
         FROM leaves l
-        LEFT JOIN reviews rv ON rv.org = l.org AND rv.target_year = l.year
-             AND rv.target_index = l.idx AND rv.reviewed_at <= $3
+        LEFT JOIN LATERAL (
+            SELECT decision FROM reviews rv WHERE rv.org = l.org AND rv.target_year = l.year
+               AND rv.target_index = l.idx AND rv.reviewed_at <= $3 LIMIT 1
+        ) rv ON true
+        LEFT JOIN LATERAL (
+            SELECT fund_code, amount_fen FROM postings p
+            WHERE l.kind IN ('fund.receipt', 'fund.disbursement')
+              AND p.org = l.org AND p.year = l.year AND p.idx = l.idx AND p.line = 0 LIMIT 1
+        ) p ON true
         WHERE l.org = $1 AND l.year = $2 AND l.idx < $4 ORDER BY l.idx
         """,
         org,
@@ -194,19 +260,17 @@ async def _write_payload(
         size,
         prefetch=CHUNK,
     ):
-        shown = variant == "full" or (
-            status_of(r["kind"], r["visibility"], r["decision"]) == "approved"
-        )
-        index, digest = r["idx"], bytes(r["leaf_hash"]).hex()
-        kind = r["kind"]
-        if not shown:
-            w.write(b'{"index":%d,"leaf_hash":"%s"}\n' % (index, digest.encode()))
+        index, digest, raw, kind, visibility, decision, fund, fen, month = r
+        if variant != "full" and status_of(kind, visibility, decision) != "approved":
+            w.write(stub_line % (index, digest.hex().encode()))
             summaries.add(None)
             continue
         # The stored leaf is canonical already: splice it into the canonical line
         # (keys sort as index < leaf < leaf_hash) instead of re-encoding it.
-        raw = bytes(r["leaf"])
-        w.write(b'{"index":%d,"leaf":%s,"leaf_hash":"%s"}\n' % (index, raw, digest.encode()))
+        w.write(shown_line % (index, raw, digest.hex().encode()))
+        if fund is not None:
+            summaries.add_money(index, kind, fund, month, abs(fen))
+            continue
         if not _parsed(kind):
             summaries.count(kind)
             continue
@@ -312,7 +376,7 @@ async def _personal(conn: Any, org: str, leaf: dict[str, Any]) -> Any:
 
 
 def _write_tags(
-    bag: Path, payload: _Payload, settings: Settings, org: str, org_name: str, year: int,
+    payload: _Payload, settings: Settings, org: str, org_name: str, year: int,
     variant: str, closed_on: dt.date,
 ) -> None:  # fmt: skip
     files = dict(sorted(payload.files.items()))
@@ -332,32 +396,11 @@ def _write_tags(
             f"{sha}  {path}\n" for path, (sha, _) in files.items()
         ).encode(),
     }
-    for name, data in tags.items():
-        (bag / name).write_bytes(data)
-    tagmanifest = "".join(
+    tags["tagmanifest-sha256.txt"] = "".join(
         f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(tags.items())
-    )
-    (bag / "tagmanifest-sha256.txt").write_bytes(tagmanifest.encode())
-
-
-def _walk(bag: Path) -> Iterator[Path]:
-    for path in sorted(bag.rglob("*")):
-        if path.is_file():
-            yield path
-
-
-def _zip(bag: Path, out: Path) -> None:
-    """A zip with the bag as its single top folder, fixed times and modes, sorted names."""
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as z:
-        for path in _walk(bag):
-            name = f"{bag.name}/{path.relative_to(bag).as_posix()}"
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            info.create_system = 3
-            big = path.stat().st_size > (1 << 31)
-            with open(path, "rb") as src, z.open(info, "w", force_zip64=big) as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+    ).encode()
+    for name, data in sorted(tags.items()):
+        payload.put_tag(name, data)
 
 
 def stored_bundle(settings: Settings, sha256: str) -> Path:
