@@ -99,14 +99,12 @@ async def _log_size(dsn: str, org: str, year: int) -> int:
 
 
 async def _analyze(dsn: str) -> None:
-    """The state a live system is in minutes after a bulk load, not during its aftermath.
+    """The state a live system is in some minutes after a bulk load.
 
     VACUUM (ANALYZE) gives the planner statistics and sets the hint bits and the
     visibility map (what autovacuum does after many inserts; otherwise the first
     reads of each page dirty it), and CHECKPOINT writes out what the load left
-    dirty. Without them, reads right after loading ten million entries wait on
-    that write-back: random proofs at 10M measured p99 295–673 ms, and 4 ms a few
-    minutes later, untouched.
+    dirty, so the reads are not measured during the load's write-back.
     """
     conn = await asyncpg.connect(dsn)
     try:
