@@ -46,8 +46,8 @@ from ledger.tree import hash_of_range, range_nodes
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 # Streamed members (entries.ndjson, opinions.ndjson) are deflated at level 1 in
-# parallel chunks: 5.1x smaller than the entries (level 6 gives 6.2x) at a third of
-# level 6's time. Small members keep zipfile's default level.
+# parallel chunks: the entries shrink 5.1x (6.2x at level 6) in about half of level
+# 6's time. Small members keep zipfile's default level.
 ZIP_LEVEL = 1
 VERIFY_SOURCE = Path(verifier.__file__)
 CHUNK = 5000
@@ -163,7 +163,7 @@ class _Member:
 
 
 class _Payload:
-    """The bag as a zip being written: payload members, then (``finish``) tag files.
+    """The bag as a zip being written: payload members, then (``put_tag``) tag files.
 
     Every payload file's SHA-256 and size are kept for the manifests.
     """
