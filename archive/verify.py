@@ -185,10 +185,6 @@ except ImportError:  # pragma: no cover - depends on the machine
     _orjson = None
 
 
-def json_backend() -> str:
-    return "orjson" if _orjson is not None else "json (standard library)"
-
-
 def use_stdlib_json() -> None:
     """Parse entries with the standard library even when orjson is installed."""
     global _orjson
@@ -244,12 +240,7 @@ class _Frontier:
         self.hashes: list[bytes] = []
 
     def append(self, h: bytes) -> None:
-        size = self.size
-        while size & 1:
-            h = _node(self.hashes.pop(), h)
-            size >>= 1
-        self.hashes.append(h)
-        self.size += 1
+        self.append_subtree(h, 0)
 
     def append_subtree(self, h: bytes, level: int) -> None:
         """Append the root of 2**level leaves; the size must be a multiple of 2**level."""
@@ -1402,7 +1393,7 @@ class _Piece:
     hash_only: int = 0
     # Summaries of the piece's receipts, disbursements and counted kinds, built by a
     # SummaryBuilder with indexes counted from ``first`` (SummaryBuilder.merge).
-    summary: SummaryBuilder | None = None
+    summary: SummaryBuilder = field(default_factory=SummaryBuilder)
     # Leaves the summaries must read in index order (reversals, procurement), or
     # (index, message) for a leaf that cannot be summarised (the piece stops there).
     records: list[Any] = field(default_factory=list)
@@ -1466,7 +1457,7 @@ def _check_piece(
     if stdlib:
         use_stdlib_json()
     piece = _Piece(first)
-    summary = piece.summary = SummaryBuilder()
+    summary = piece.summary
     with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
@@ -1485,6 +1476,8 @@ def _check_piece(
         if leaf is None:
             piece.hash_only += 1
             piece.last = {"index": index}
+            if summarising:
+                summary.add(None)
             continue
         piece.last = leaf
         kind = leaf["kind"]
@@ -1556,9 +1549,7 @@ def _checked_pieces(
 
 def _fold_summaries(bag: _Bag, piece: _Piece) -> None:
     s = bag.summaries
-    if piece.summary is not None:
-        s.merge(piece.first, piece.summary)
-    s.hash_only += piece.hash_only
+    s.merge(piece.first, piece.summary)
     for rec in piece.records:
         if type(rec) is tuple:
             index, message = rec

@@ -892,7 +892,7 @@ def _review(b: Books, s: Sequenced) -> None:
             s.entry.actor,
             s.year,
             s.index,
-            dt.datetime.strptime(s.recorded_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC),
+            s.recorded_at,
         )
     )
     for p in target.postings:

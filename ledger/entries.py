@@ -91,14 +91,16 @@ _batch = msgspec.json.Decoder(BatchRequest)
 
 def _typed_envelope(kind: str) -> type[msgspec.Struct]:
     """``EntryRequest`` with the body typed for ``kind``, tagged by ``kind``."""
+    fields = [
+        (f.name, KINDS[kind] if f.name == "body" else f.type)
+        if f.default is msgspec.NODEFAULT
+        else (f.name, f.type, f.default)
+        for f in msgspec.structs.fields(EntryRequest)
+        if f.name != "kind"
+    ]
     return msgspec.defstruct(
         f"EntryRequest_{kind.replace('.', '_')}",
-        [
-            ("subject", Subject),
-            ("occurred_on", dt.date),
-            ("body", KINDS[kind]),
-            ("visibility", Visibility, "public"),
-        ],
+        fields,
         tag_field="kind",
         tag=kind,
         forbid_unknown_fields=True,

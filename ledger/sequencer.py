@@ -57,7 +57,7 @@ class Sequenced:
     entry: NewEntry
     year: int
     index: int
-    recorded_at: str
+    recorded_at: dt.datetime
     leaf_hash: bytes
 
 
@@ -110,26 +110,14 @@ class LeafParts:
     __slots__ = ("head", "middle", "tail")
 
     def __init__(self, entry: NewEntry) -> None:
-        body = entry.body_json()
+        items = build_leaf(entry, index=0, recorded_at="").items()
+        parts = (
+            {k: v for k, v in items if k < "index"},
+            {k: v for k, v in items if "index" < k < "recorded_at"},
+            {k: v for k, v in items if k > "recorded_at"},
+        )
         try:
-            head = canonical_typed(
-                {"actor": entry.actor, "body": body, "idempotency_key": entry.idempotency_key}
-            )
-            middle = canonical_typed(
-                {
-                    "kind": entry.kind,
-                    "log": f"{entry.org}/{entry.year}",
-                    "occurred_on": entry.occurred_on.isoformat(),
-                }
-            )
-            tail = canonical_typed(
-                {
-                    "salt": os.urandom(16).hex(),
-                    "subject": entry.subject,
-                    "v": LEAF_VERSION,
-                    "visibility": entry.visibility,
-                }
-            )
+            head, middle, tail = (canonical_typed(part) for part in parts)
         except (TypeError, ValueError) as exc:
             # Typed bodies cannot get here; if one ever does, refuse it, never a 500.
             raise InvalidInput(
@@ -308,7 +296,7 @@ async def append_entries(
                 entry.idempotency_key,
             )
         )
-        sequenced.append(Sequenced(entry, entry.year, index, recorded_at, lh))
+        sequenced.append(Sequenced(entry, entry.year, index, recorded_dt, lh))
         receipts.append(Receipt(f"{entry.org}/{entry.year}", index, lh, recorded_at))
 
     await conn.copy_records_to_table("leaves", records=leaf_rows, columns=_LEAF_COLUMNS)
