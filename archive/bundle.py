@@ -42,7 +42,6 @@ from ledger.errors import Conflict, NotFound
 from ledger.ocds import build_release_package
 from ledger.queries import status_of
 from ledger.settings import Settings
-from ledger.tree import hash_of_range, range_nodes
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 # Streamed members (entries.ndjson, opinions.ndjson) are deflated at level 1 in
@@ -212,12 +211,6 @@ def _json_file(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True).encode() + b"\n"
 
 
-async def _root_at(conn: Any, org: str, year: int, size: int) -> bytes:
-    nodes = range_nodes(0, size)
-    found = await log_reads._node_lookup(conn, org, year, set(nodes))
-    return hash_of_range([found[n] for n in nodes])
-
-
 async def build_bundle(
     conn: asyncpg.Connection,
     settings: Settings,
@@ -364,7 +357,7 @@ async def _write_payload(
             {
                 "period": period,
                 "size": tree_size,
-                "root": (await _root_at(conn, org, year, tree_size)).hex(),
+                "root": (await log_reads.root_at(conn, org, year, tree_size)).hex(),
                 "checkpoint": note,
                 "path": [p.hex() for p in path],
             }

@@ -3,7 +3,8 @@
 ``POST /ingest`` decodes the JSON body and inserts it as one row of a bare table
 (``bench_single``), answering 201 after the commit. Same server and settings as
 ``gongkai serve``: uvicorn, one process, ``log_level="warning"``, no access log,
-an asyncpg pool of at most 20 connections.
+an asyncpg pool of at most 20 connections released without asyncpg's reset query
+(as ``ledger.db.create_pool`` releases them).
 
     DATABASE_URL=... python -m bench.baseline_app --port 8001
 """
@@ -64,10 +65,14 @@ async def readyz(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"status": "ready"}
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset query on release: the route leaves no session state behind."""
+
+
 def create_app(dsn: str) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=20)
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=20, reset=_keep_session)
         await pool.execute(TABLE_SQL)
         app.state.pool = pool
         try:

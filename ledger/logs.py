@@ -16,8 +16,10 @@ from ledger.errors import InvalidInput, NotFound
 from ledger.tree import (
     assemble_proof,
     consistency_proof_ranges,
+    hash_of_range,
     inclusion_proof_ranges,
     nodes_for_ranges,
+    range_nodes,
 )
 
 MAX_LEAVES_PAGE = 1000
@@ -76,44 +78,61 @@ async def leaf_hashes(conn: Conn, org: str, year: int, start: int, end: int) -> 
     return [bytes(r["leaf_hash"]) for r in rows]
 
 
-async def _node_lookup(
-    conn: Conn, org: str, year: int, nodes: set[tuple[int, int]]
+_PROOF_NODES = """
+SELECT -1::smallint AS level, size AS idx, root AS hash FROM logs WHERE org = $1 AND year = $2
+UNION ALL
+SELECT 0::smallint, idx, leaf_hash FROM leaves
+WHERE org = $1 AND year = $2 AND idx = ANY($3::bigint[])
+UNION ALL
+SELECT level, idx, hash FROM tree_nodes
+WHERE org = $1 AND year = $2
+  AND (level, idx) IN (SELECT * FROM unnest($4::smallint[], $5::bigint[]))
+"""
+
+
+async def _proof_nodes(
+    conn: Conn,
+    org: str,
+    year: int,
+    size_name: str,
+    size: int,
+    nodes: set[tuple[int, int]],
 ) -> dict[tuple[int, int], bytes]:
+    """The hashes of ``nodes`` (level 0: leaves), read with the log's size in one query.
+
+    One round trip, and index-only scans of the two primary keys, which carry
+    the hashes (migration 20:00), so a proof reads a few index pages at any size.
+    Raises NotFound for an unknown log and InvalidInput when ``size`` (the
+    parameter called ``size_name``) is beyond the log's size.
+    """
     leaves = [idx for level, idx in nodes if level == 0]
     inner = [(level, idx) for level, idx in nodes if level > 0]
-    found: dict[tuple[int, int], bytes] = {}
-    if leaves:
-        for r in await conn.fetch(
-            "SELECT idx, leaf_hash FROM leaves WHERE org = $1 AND year = $2 AND idx = ANY($3)",
-            org,
-            year,
-            leaves,
-        ):
-            found[(0, r["idx"])] = bytes(r["leaf_hash"])
-    if inner:
-        for r in await conn.fetch(
-            """SELECT level, idx, hash FROM tree_nodes
-               WHERE org = $1 AND year = $2
-                 AND (level, idx) IN (SELECT * FROM unnest($3::smallint[], $4::bigint[]))""",
-            org,
-            year,
-            [n[0] for n in inner],
-            [n[1] for n in inner],
-        ):
-            found[(r["level"], r["idx"])] = bytes(r["hash"])
+    rows = await conn.fetch(
+        _PROOF_NODES,
+        org,
+        year,
+        leaves,
+        [n[0] for n in inner],
+        [n[1] for n in inner],
+    )
+    found = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows if r["level"] >= 0}
+    head = [r["idx"] for r in rows if r["level"] < 0]
+    if not head:
+        raise NotFound(f"{org} has no log for {year}", log=f"{org}/{year}")
+    _check_size(head[0], size_name, size)
     missing = nodes - found.keys()
     if missing:
         raise RuntimeError(f"log {org}/{year} is missing subtree hashes {sorted(missing)[:3]}")
     return found
 
 
-def _check_size(head: LogHead, name: str, value: int) -> None:
-    if value > head.size:
+def _check_size(log_size: int, name: str, value: int) -> None:
+    if value > log_size:
         raise InvalidInput(
-            f"{name} {value} is beyond the log's size {head.size}",
+            f"{name} {value} is beyond the log's size {log_size}",
             [],
             field=name,
-            size=head.size,
+            size=log_size,
         )
 
 
@@ -121,28 +140,33 @@ async def inclusion_proof(
     conn: Conn, org: str, year: int, index: int, tree_size: int
 ) -> tuple[bytes, list[bytes]]:
     """(leaf hash, audit path) of leaf ``index`` in the tree of ``tree_size`` leaves."""
-    head = await get_head(conn, org, year)
-    _check_size(head, "tree_size", tree_size)
     if not 0 <= index < tree_size:
+        await _proof_nodes(conn, org, year, "tree_size", tree_size, set())
         raise InvalidInput(f"index {index} is not below tree_size {tree_size}", [])
     ranges = inclusion_proof_ranges(index, tree_size)
     wanted = nodes_for_ranges(ranges) | {(0, index)}
-    found = await _node_lookup(conn, org, year, wanted)
+    found = await _proof_nodes(conn, org, year, "tree_size", tree_size, wanted)
     return found[(0, index)], assemble_proof(ranges, lambda lv, i: found[(lv, i)])
 
 
 async def consistency_proof(
     conn: Conn, org: str, year: int, first: int, second: int
 ) -> list[bytes]:
-    head = await get_head(conn, org, year)
-    _check_size(head, "second", second)
-    if not 0 <= first <= second:
-        raise InvalidInput(f"first {first} must be between 0 and second {second}", [])
-    if first == 0 or first == second:
+    if not 0 <= first <= second or first == 0 or first == second:
+        await _proof_nodes(conn, org, year, "second", second, set())
+        if not 0 <= first <= second:
+            raise InvalidInput(f"first {first} must be between 0 and second {second}", [])
         return []
     ranges = consistency_proof_ranges(first, second)
-    found = await _node_lookup(conn, org, year, nodes_for_ranges(ranges))
+    found = await _proof_nodes(conn, org, year, "second", second, nodes_for_ranges(ranges))
     return assemble_proof(ranges, lambda lv, i: found[(lv, i)])
+
+
+async def root_at(conn: Conn, org: str, year: int, size: int) -> bytes:
+    """The root of the log's first ``size`` leaves (its tree at that size)."""
+    nodes = range_nodes(0, size)
+    found = await _proof_nodes(conn, org, year, "size", size, set(nodes))
+    return hash_of_range([found[n] for n in nodes])
 
 
 async def latest_checkpoint(conn: Conn, org: str, year: int) -> SignedCheckpoint:

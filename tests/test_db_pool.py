@@ -1,0 +1,111 @@
+"""The connection pool's sessions, and the plan a proof's one query runs with."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import asyncpg
+
+from ledger import db
+from ledger.logs import _PROOF_NODES, inclusion_proof
+from ledger.tree import (
+    inclusion_proof_ranges,
+    nodes_for_ranges,
+    root_from_leaf_hashes,
+    verify_inclusion,
+)
+from tests.conftest import Org, fund_entry
+
+
+async def test_sessions_keep_their_settings_across_releases(dsn: str) -> None:
+    pool = await db.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        for _ in range(3):  # the same connection, released and acquired again
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SHOW TimeZone") == "UTC"
+                assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+                await conn.execute("SET work_mem = '8MB'")  # a session change that RESET undoes
+                assert await conn.fetchval("SHOW work_mem") == "8MB"
+                await conn.execute("RESET ALL")
+                assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+    finally:
+        await pool.close()
+
+
+async def test_a_transaction_left_open_is_rolled_back_on_release(dsn: str) -> None:
+    pool = await db.create_pool(dsn, min_size=1, max_size=1)
+    table = f"t_{secrets.token_hex(4)}"
+    try:
+        await pool.execute(f"CREATE TABLE {table} (x int)")
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute(f"INSERT INTO {table} VALUES (1)")
+            # released with the transaction open (a handler that raised mid-way)
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0
+    finally:
+        await pool.execute(f"DROP TABLE IF EXISTS {table}")
+        await pool.close()
+
+
+async def test_a_proof_reads_only_the_primary_key_indexes(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    entries = [fund_entry(f"IX{secrets.token_hex(3)}-{i}") for i in range(37)]
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch", json={"entries": entries}, headers=org.auth()
+    )
+    assert r.status_code == 201, r.text
+    hashes = [
+        bytes(row["leaf_hash"])
+        for row in await pool.fetch(
+            "SELECT leaf_hash FROM leaves WHERE org = $1 AND year = 2026 ORDER BY idx", org.code
+        )
+    ]
+    size = len(hashes)
+    leaf, path = await inclusion_proof(pool, org.code, 2026, 5, size)
+    assert leaf == hashes[5]
+    assert verify_inclusion(leaf, 5, size, path, root_from_leaf_hashes(hashes))
+
+    # With the visibility map set (what autovacuum keeps up), neither table's own
+    # pages are read: the hashes come from the indexes.
+    await pool.execute("VACUUM (ANALYZE) leaves, tree_nodes")
+    wanted = nodes_for_ranges(inclusion_proof_ranges(5, size)) | {(0, 5)}
+    inner = sorted(n for n in wanted if n[0] > 0)
+    async with pool.acquire() as conn:
+        await conn.execute("SET enable_seqscan = off")  # a tiny table would be scanned
+        try:
+            plan = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + _PROOF_NODES,
+                org.code,
+                2026,
+                [i for lv, i in wanted if lv == 0],
+                [lv for lv, _ in inner],
+                [i for _, i in inner],
+            )
+        finally:
+            await conn.execute("RESET enable_seqscan")
+    scans = _scans(json.loads(plan))
+    by_table = {s["Relation Name"]: s for s in scans if s["Relation Name"] != "logs"}
+    assert set(by_table) == {"leaves", "tree_nodes"}
+    for name, scan in by_table.items():
+        assert scan["Node Type"] == "Index Only Scan", (name, scan["Node Type"])
+        assert scan["Heap Fetches"] == 0, name
+
+
+def _scans(node: object) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    if isinstance(node, list):
+        for n in node:
+            out += _scans(n)
+    elif isinstance(node, dict):
+        if "Relation Name" in node:
+            out.append(node)
+        for key in ("Plan", "Plans"):
+            if key in node:
+                out += _scans(node[key])
+    return out
