@@ -18,7 +18,7 @@ from litestar.openapi.spec import Server
 from api import archives, opinions, public, staff
 from api.openapi import TruthfulJsonRenderPlugin
 from api.problems import EXCEPTION_HANDLERS
-from api.runtime import Runtime, runtime
+from api.runtime import Runtime, runtime, settle_heap
 from api.schemas import HealthOut
 from api.web import Metrics, RateLimiter, web_middleware
 from ledger import db
@@ -100,6 +100,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
         rt = Runtime(settings, pool, read_pool, committer, signer)
         app.state.runtime = rt
         signing = asyncio.create_task(_sign_forever(rt))
+        settle_heap()
         try:
             yield
         finally:

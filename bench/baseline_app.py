@@ -4,7 +4,8 @@
 (``bench_single``), answering 201 after the commit. Same server and settings as
 ``gongkai serve``: uvicorn, one process, ``log_level="warning"``, no access log,
 an asyncpg pool of at most 20 connections released without asyncpg's reset query
-(as ``ledger.db.create_pool`` releases them).
+(as ``ledger.db.create_pool`` releases them), the garbage collector settled after
+start-up (``api.runtime.settle_heap``).
 
     DATABASE_URL=... python -m bench.baseline_app --port 8001
 """
@@ -21,6 +22,8 @@ import asyncpg
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, get, post
+
+from api.runtime import settle_heap
 
 TABLE_SQL = """
 CREATE TABLE IF NOT EXISTS bench_single (
@@ -75,6 +78,7 @@ def create_app(dsn: str) -> Litestar:
         pool = await asyncpg.create_pool(dsn, min_size=2, max_size=20, reset=_keep_session)
         await pool.execute(TABLE_SQL)
         app.state.pool = pool
+        settle_heap()  # the same collector settings as the Gongkai server
         try:
             yield
         finally:

@@ -111,3 +111,15 @@ def test_json_log_lines_carry_extra_fields() -> None:
     record.status = 201
     doc = json.loads(JsonFormatter().format(record))
     assert doc["request_id"] == "r1" and doc["status"] == 201 and doc["msg"] == "request"
+
+
+async def test_the_started_server_keeps_the_collector_off_its_long_lived_objects(
+    client: Any,
+) -> None:
+    import gc
+
+    from api.runtime import GC_YOUNG
+
+    assert (await client.get("/healthz")).status_code == 200  # the app has started
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == GC_YOUNG
