@@ -6,7 +6,6 @@ the rest appear as stubs. A token of the org shows its staff everything.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Annotated, Any, Literal
 
@@ -281,12 +280,11 @@ async def get_fund_summary(
 ) -> FundSummaryOut:
     staff = await _staff(request, org)
     pool, signer = _signer(request, staff)
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        summary = await summaries.fund_summary(
-            conn, org, code, year=year, period=period, staff=staff, signer=signer,
-            origin=runtime(request).settings.origin,
-        )  # fmt: skip
-    return msgspec.convert(dataclasses.asdict(summary), FundSummaryOut)
+    summary = await summaries.fund_summary(
+        pool, org, code, year=year, period=period, staff=staff, signer=signer,
+        origin=runtime(request).settings.origin,
+    )  # fmt: skip
+    return msgspec.convert(summary, FundSummaryOut, from_attributes=True)
 
 
 @get("/orgs/{org:str}/projects", operation_id="listProjects", summary="Projects", tags=["public"])
@@ -333,7 +331,7 @@ async def get_procurement_summary(
             conn, org, year=year, staff=staff, signer=signer,
             origin=runtime(request).settings.origin,
         )  # fmt: skip
-    return msgspec.convert(dataclasses.asdict(summary), ProcurementSummaryOut)
+    return msgspec.convert(summary, ProcurementSummaryOut, from_attributes=True)
 
 
 @get(

@@ -24,6 +24,7 @@ import asyncpg
 from ledger.checkpoint import Checkpoint, NoteSigner
 from ledger.errors import InvalidInput, NotFound
 from ledger.money import from_fen
+from ledger.tree import EMPTY_ROOT
 
 Period = Literal["month", "quarter", "year"]
 
@@ -76,29 +77,32 @@ def ratio(amount: int, target: int | None) -> str | None:
     return str((Decimal(amount) / Decimal(target)).quantize(Decimal("0.0001"), ROUND_HALF_EVEN))
 
 
-async def _as_of(
-    conn: asyncpg.Connection, org: str, year: int, signer: NoteSigner | None, origin: str
-) -> AsOf:
-    head = await conn.fetchrow(
-        "SELECT size, root FROM logs WHERE org = $1 AND year = $2", org, year
-    )
-    if head is None:
-        from ledger.tree import EMPTY_ROOT
-
-        return AsOf(f"{org}/{year}", 0, EMPTY_ROOT.hex(), None)
-    note = await conn.fetchval(
-        "SELECT note FROM checkpoints WHERE org = $1 AND year = $2 AND size = $3",
-        org,
-        year,
-        head["size"],
-    )
-    if note is None and signer is not None and head["size"] > 0:
+def _head_as_of(
+    org: str, year: int, size: int, root: bytes, note: str | None,
+    signer: NoteSigner | None, origin: str,
+) -> AsOf:  # fmt: skip
+    if note is None and signer is not None and size > 0:
         # The head has no stored checkpoint yet (appended under a second ago): sign it
         # here. Ed25519 is deterministic, so this is the very note the background signer
         # stores for this size if the head is still there when it runs; not storing it
         # keeps this read a pure read of its snapshot.
-        note = signer.sign(Checkpoint(f"{origin}/{org}/{year}", head["size"], bytes(head["root"])))
-    return AsOf(f"{org}/{year}", head["size"], bytes(head["root"]).hex(), note)
+        note = signer.sign(Checkpoint(f"{origin}/{org}/{year}", size, root))
+    return AsOf(f"{org}/{year}", size, root.hex(), note)
+
+
+async def _as_of(
+    conn: asyncpg.Connection, org: str, year: int, signer: NoteSigner | None, origin: str
+) -> AsOf:
+    head = await conn.fetchrow(
+        """SELECT l.size, l.root, c.note FROM logs l
+           LEFT JOIN checkpoints c ON c.org = l.org AND c.year = l.year AND c.size = l.size
+           WHERE l.org = $1 AND l.year = $2""",
+        org,
+        year,
+    )
+    if head is None:
+        return AsOf(f"{org}/{year}", 0, EMPTY_ROOT.hex(), None)
+    return _head_as_of(org, year, head["size"], bytes(head["root"]), head["note"], signer, origin)
 
 
 async def snapshot_as_of(
@@ -115,8 +119,28 @@ async def snapshot_as_of(
     return main, later
 
 
+_FUND_SUMMARY = """
+SELECT f.visibility, rv.decision,
+    (SELECT coalesce(sum(receipts_fen - disbursements_fen), 0)::bigint FROM fund_periods
+     WHERE org = $1 AND fund_code = $2 AND scope = $3 AND month < $4) AS opening,
+    ARRAY(SELECT ROW(month, receipts_fen, disbursements_fen, pending_n, withheld_n)
+          FROM fund_periods WHERE org = $1 AND fund_code = $2 AND scope = $3
+            AND month >= $4 AND month < $5 ORDER BY month) AS months,
+    (SELECT ROW(direction, amount_fen) FROM fund_targets
+     WHERE org = $1 AND fund_code = $2 AND year = $6
+     ORDER BY direction = 'collection' DESC LIMIT 1) AS target,
+    ARRAY(SELECT ROW(l.year, l.size, l.root, c.note) FROM logs l
+          LEFT JOIN checkpoints c ON c.org = l.org AND c.year = l.year AND c.size = l.size
+          WHERE l.org = $1 AND l.year >= $6 ORDER BY l.year) AS heads
+FROM funds f
+LEFT JOIN reviews rv ON rv.org = f.org AND rv.target_year = f.opened_year
+    AND rv.target_index = f.opened_index
+WHERE f.org = $1 AND f.fund_code = $2
+"""
+
+
 async def fund_summary(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | asyncpg.Pool,
     org: str,
     code: str,
     *,
@@ -126,51 +150,42 @@ async def fund_summary(
     signer: NoteSigner | None,
     origin: str,
 ) -> FundSummary:
-    """MUST run inside a REPEATABLE READ transaction so numbers and as_of agree."""
+    """The fund's flows of ``year`` by ``period``, against its target, with the heads read.
+
+    One statement: the numbers and the heads they were computed from come from
+    the same snapshot without a transaction, in one round trip.
+    """
+    scope = "all" if staff else "public"
     fund = await conn.fetchrow(
-        """SELECT f.visibility, rv.decision FROM funds f
-           LEFT JOIN reviews rv ON rv.org = f.org AND rv.target_year = f.opened_year
-                AND rv.target_index = f.opened_index
-           WHERE f.org = $1 AND f.fund_code = $2""",
-        org,
-        code,
+        _FUND_SUMMARY, org, code, scope, dt.date(year, 1, 1), dt.date(year + 1, 1, 1), year
     )
     if fund is None or (
         not staff and (fund["visibility"] != "public" or fund["decision"] != "approved")
     ):
         raise NotFound(f"No fund {code!r} in {org}", fund_code=code)
-    scope = "all" if staff else "public"
-    opening = await conn.fetchval(
-        """SELECT coalesce(sum(receipts_fen - disbursements_fen), 0) FROM fund_periods
-           WHERE org = $1 AND fund_code = $2 AND scope = $3 AND month < $4""",
-        org,
-        code,
-        scope,
-        dt.date(year, 1, 1),
-    )
-    months = await conn.fetch(
-        """SELECT month, receipts_fen, disbursements_fen, pending_n, withheld_n
-           FROM fund_periods WHERE org = $1 AND fund_code = $2 AND scope = $3
-             AND month >= $4 AND month < $5 ORDER BY month""",
-        org,
-        code,
-        scope,
-        dt.date(year, 1, 1),
-        dt.date(year + 1, 1, 1),
-    )
+    opening = fund["opening"]
+    months = [
+        {"month": m[0], "receipts_fen": m[1], "disbursements_fen": m[2],
+         "pending_n": m[3], "withheld_n": m[4]}
+        for m in fund["months"]
+    ]  # fmt: skip
     counts: dict[dt.date, tuple[int, int]] = {}
     if not staff:
         counts = {r["month"]: (r["pending_n"], r["withheld_n"]) for r in months}
-    target_row = await conn.fetchrow(
-        """SELECT direction, amount_fen FROM fund_targets
-           WHERE org = $1 AND fund_code = $2 AND year = $3
-           ORDER BY direction = 'collection' DESC LIMIT 1""",
-        org,
-        code,
-        year,
+    target_row = fund["target"]
+    direction = target_row[0] if target_row else None
+    target = target_row[1] if target_row else None
+    heads = {h[0]: h for h in fund["heads"]}
+    main = heads.pop(year, None)
+    as_of = (
+        _head_as_of(org, year, main[1], bytes(main[2]), main[3], signer, origin)
+        if main is not None
+        else AsOf(f"{org}/{year}", 0, EMPTY_ROOT.hex(), None)
     )
-    direction = target_row["direction"] if target_row else None
-    target = target_row["amount_fen"] if target_row else None
+    later = [
+        _head_as_of(org, y, h[1], bytes(h[2]), h[3], signer, origin)
+        for y, h in sorted(heads.items())
+    ]
 
     buckets: dict[str, list[int]] = {}
     order: list[str] = []
@@ -214,7 +229,6 @@ async def fund_summary(
             )
         )
         balance += receipts - disbursements
-    as_of, later = await snapshot_as_of(conn, org, year, signer, origin)
     return FundSummary(org, code, year, period, scope, direction, rows, as_of,
                        later if not staff else [])  # fmt: skip
 
