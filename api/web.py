@@ -16,11 +16,12 @@ that handlers stay about their use case:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,23 @@ _TEMPLATE_TYPE = re.compile(r":[a-z]+}")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 MAX_ETAG_BODY = 8 << 20  # bodies larger than this stream through without an ETag
+
+# Request ids: a random prefix per process and a counter (no random draw per request).
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count()
+_route_labels: dict[str, str] = {}
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):016x}"
+
+
+def _route_label(template: str) -> str:
+    """``/orgs/{org:str}`` → ``/orgs/{org}``, memoised (there are few templates)."""
+    label = _route_labels.get(template)
+    if label is None:
+        label = _route_labels[template] = _TEMPLATE_TYPE.sub("}", template)
+    return label
 
 
 @dataclass
@@ -167,9 +185,9 @@ def web_middleware(metrics: Metrics, limiter: RateLimiter) -> Any:
             started = time.perf_counter()
             method = scope["method"]
             incoming = _header(scope, b"x-request-id")
-            request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+            request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_request_id()
             public = _header(scope, b"authorization") is None
-            route = _TEMPLATE_TYPE.sub("}", str(scope.get("path_template") or "unmatched"))
+            route = _route_label(str(scope.get("path_template") or "unmatched"))
             client = (scope.get("client") or ("-", 0))[0]
             status_holder = [0]
             rid = (b"x-request-id", request_id.encode())
@@ -177,6 +195,8 @@ def web_middleware(metrics: Metrics, limiter: RateLimiter) -> Any:
             async def finish() -> None:
                 elapsed = time.perf_counter() - started
                 metrics.observe(route, method, status_holder[0], elapsed)
+                if not access_log.isEnabledFor(logging.INFO):
+                    return
                 access_log.info(
                     "request",
                     extra={

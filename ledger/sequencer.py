@@ -75,10 +75,21 @@ def format_recorded_at(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+SALT_BYTES = 16
+
+
 def build_leaf(
-    entry: NewEntry, *, index: int, recorded_at: str, body: dict[str, Any] | None = None
+    entry: NewEntry,
+    *,
+    index: int,
+    recorded_at: str,
+    body: dict[str, Any] | None = None,
+    salt: bytes | None = None,
 ) -> dict[str, Any]:
-    """The leaf object of SPEC §4; its canonical bytes are what the tree commits to."""
+    """The leaf object of SPEC §4; its canonical bytes are what the tree commits to.
+
+    ``salt``: SALT_BYTES random bytes, drawn here when not given.
+    """
     return {
         "v": LEAF_VERSION,
         "log": f"{entry.org}/{entry.year}",
@@ -91,7 +102,7 @@ def build_leaf(
         "visibility": entry.visibility,
         "idempotency_key": entry.idempotency_key,
         # Random per entry, so a withheld entry's hash reveals nothing of it.
-        "salt": os.urandom(16).hex(),
+        "salt": (salt if salt is not None else os.urandom(SALT_BYTES)).hex(),
         "body": body if body is not None else entry.body_json(),
     }
 
@@ -109,8 +120,8 @@ class LeafParts:
 
     __slots__ = ("head", "middle", "tail")
 
-    def __init__(self, entry: NewEntry) -> None:
-        items = build_leaf(entry, index=0, recorded_at="").items()
+    def __init__(self, entry: NewEntry, salt: bytes | None = None) -> None:
+        items = build_leaf(entry, index=0, recorded_at="", salt=salt).items()
         parts = (
             {k: v for k, v in items if k < "index"},
             {k: v for k, v in items if "index" < k < "recorded_at"},
@@ -243,7 +254,11 @@ async def append_entries(
     """
     if not entries:
         return []
-    parts = [LeafParts(e) for e in entries]  # the Python work, before any lock
+    # The Python work, before any lock; the salts drawn in one call for the batch.
+    salts = os.urandom(SALT_BYTES * len(entries))
+    parts = [
+        LeafParts(e, salts[i * SALT_BYTES : (i + 1) * SALT_BYTES]) for i, e in enumerate(entries)
+    ]
     keys = sorted({(e.org, e.year) for e in entries})
     # One lock orders everything an org writes (its logs and its books), taken
     # first and in code order so that transactions never wait on each other in a

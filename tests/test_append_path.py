@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
+from typing import Any
 
 import msgspec
 import orjson
@@ -14,6 +16,7 @@ from ledger.canonical import canonical_bytes, canonical_typed
 from ledger.entries import NewEntry
 from ledger.kinds import KINDS
 from ledger.sequencer import LeafParts, build_leaf
+from tests.conftest import Org, fund_entry
 
 texts = st.text(
     st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1, max_size=40
@@ -82,3 +85,16 @@ def test_batch_fast_path_leaves_errors_to_the_per_entry_path() -> None:
     for batch in ([good, bad_year], [bad_kind, good], [good] * 1001, []):
         raw = orjson.dumps({"entries": batch})
         assert entries_mod._decode_typed(raw, "org", "clerk") is None
+
+
+async def test_every_leaf_of_a_batch_has_its_own_salt(client: Any, org: Org, pool: Any) -> None:
+    """The salts of a batch are drawn in one call and cut per entry, never shared."""
+    entries = [fund_entry(f"S{secrets.token_hex(3)}-{i}") for i in range(50)]
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch", json={"entries": entries}, headers=org.auth()
+    )
+    assert r.status_code == 201, r.text
+    leaves = await pool.fetch("SELECT leaf FROM leaves WHERE org = $1", org.code)
+    salts = [orjson.loads(row["leaf"])["salt"] for row in leaves]
+    assert len(salts) == 50 and len(set(salts)) == 50
+    assert all(len(s) == 32 and int(s, 16) >= 0 for s in salts)
