@@ -18,6 +18,7 @@ from ledger.tree import (
     consistency_proof_ranges,
     hash_of_range,
     inclusion_proof_ranges,
+    node_hash,
     nodes_for_ranges,
     range_nodes,
 )
@@ -78,16 +79,68 @@ async def leaf_hashes(conn: Conn, org: str, year: int, start: int, end: int) -> 
     return [bytes(r["leaf_hash"]) for r in rows]
 
 
-_PROOF_NODES = """
+#: A proof's subtree hashes below level 2 * TILE are hashed here from a tile:
+#: 2**TILE adjacent hashes one level below TILE levels up, read as one short range
+#: of an index (the leaves' primary key for levels under TILE, tree_nodes' level
+#: TILE for the levels under 2 * TILE). Higher ones are read from tree_nodes,
+#: where each level is one contiguous stretch of the index, so those few levels
+#: stay in memory. A proof then reads two pages that depend on its leaf at any
+#: log size (one per level before, each a cold read on a log larger than memory)
+#: and hashes about twenty nodes.
+TILE = 4
+
+_PROOF_NODES = f"""
 SELECT -1::smallint AS level, size AS idx, root AS hash FROM logs WHERE org = $1 AND year = $2
 UNION ALL
-SELECT 0::smallint, idx, leaf_hash FROM leaves
-WHERE org = $1 AND year = $2 AND idx = ANY($3::bigint[])
+SELECT 0::smallint, l.idx, l.leaf_hash
+FROM unnest($3::bigint[], $4::bigint[]) AS b(lo, hi)
+CROSS JOIN LATERAL (
+    SELECT idx, leaf_hash FROM leaves
+    WHERE org = $1 AND year = $2 AND idx >= b.lo AND idx < b.hi
+    ORDER BY idx LIMIT {1 << TILE}
+) l
+UNION ALL
+SELECT {TILE}::smallint, t.idx, t.hash
+FROM unnest($5::bigint[], $6::bigint[]) AS b(lo, hi)
+CROSS JOIN LATERAL (
+    SELECT idx, hash FROM tree_nodes
+    WHERE org = $1 AND year = $2 AND level = {TILE} AND idx >= b.lo AND idx < b.hi
+    ORDER BY idx LIMIT {1 << TILE}
+) t
 UNION ALL
 SELECT level, idx, hash FROM tree_nodes
 WHERE org = $1 AND year = $2
-  AND (level, idx) IN (SELECT * FROM unnest($4::smallint[], $5::bigint[]))
+  AND (level, idx) IN (SELECT * FROM unnest($7::smallint[], $8::bigint[]))
 """
+
+
+def _perfect_hash(hashes: list[bytes]) -> bytes:
+    """The root of a perfect subtree from the hashes of one of its levels."""
+    while len(hashes) > 1:
+        hashes = [node_hash(hashes[k], hashes[k + 1]) for k in range(0, len(hashes), 2)]
+    return hashes[0]
+
+
+def _tile_ranges(nodes: set[tuple[int, int]], base: int, size: int) -> tuple[list[int], list[int]]:
+    """Index ranges of the level-``base`` tiles holding the nodes of the next TILE levels."""
+    count = size >> base  # nodes of level ``base`` in the tree of ``size`` leaves
+    tiles = sorted(
+        {(idx << (level - base)) >> TILE for level, idx in nodes if base <= level < base + TILE}
+    )
+    return [t << TILE for t in tiles], [min((t + 1) << TILE, count) for t in tiles]
+
+
+def _proof_args(
+    nodes: set[tuple[int, int]], size: int
+) -> tuple[list[int], list[int], list[int], list[int], list[int], list[int]]:
+    """$3…$8 of _PROOF_NODES: the leaf tiles, the level-TILE tiles, the high nodes."""
+    high = sorted((level, idx) for level, idx in nodes if level >= 2 * TILE)
+    return (
+        *_tile_ranges(nodes, 0, size),
+        *_tile_ranges(nodes, TILE, size),
+        [level for level, _ in high],
+        [idx for _, idx in high],
+    )
 
 
 async def _proof_nodes(
@@ -100,26 +153,30 @@ async def _proof_nodes(
 ) -> dict[tuple[int, int], bytes]:
     """The hashes of ``nodes`` (level 0: leaves), read with the log's size in one query.
 
-    One round trip, and index-only scans of the two primary keys, which carry
-    the hashes (migration 20:00), so a proof reads a few index pages at any size.
+    One round trip of index-only scans (the primary keys carry the hashes,
+    migration 20:00); see TILE for which hashes are read and which computed.
     Raises NotFound for an unknown log and InvalidInput when ``size`` (the
     parameter called ``size_name``) is beyond the log's size.
     """
-    leaves = [idx for level, idx in nodes if level == 0]
-    inner = [(level, idx) for level, idx in nodes if level > 0]
-    rows = await conn.fetch(
-        _PROOF_NODES,
-        org,
-        year,
-        leaves,
-        [n[0] for n in inner],
-        [n[1] for n in inner],
-    )
-    found = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows if r["level"] >= 0}
+    rows = await conn.fetch(_PROOF_NODES, org, year, *_proof_args(nodes, size))
     head = [r["idx"] for r in rows if r["level"] < 0]
     if not head:
         raise NotFound(f"{org} has no log for {year}", log=f"{org}/{year}")
     _check_size(head[0], size_name, size)
+    read = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows if r["level"] >= 0}
+    found: dict[tuple[int, int], bytes] = {}
+    for level, idx in nodes:
+        if level >= 2 * TILE:
+            if (level, idx) in read:
+                found[(level, idx)] = read[(level, idx)]
+            continue
+        base = 0 if level < TILE else TILE
+        first, span = idx << (level - base), 1 << (level - base)
+        try:
+            hashes = [read[(base, i)] for i in range(first, first + span)]
+        except KeyError:
+            continue  # reported as missing below
+        found[(level, idx)] = _perfect_hash(hashes)
     missing = nodes - found.keys()
     if missing:
         raise RuntimeError(f"log {org}/{year} is missing subtree hashes {sorted(missing)[:3]}")

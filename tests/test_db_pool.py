@@ -8,8 +8,14 @@ from typing import Any
 
 import asyncpg
 
-from ledger import db
-from ledger.logs import _PROOF_NODES, inclusion_proof
+from ledger import db, tree
+from ledger.logs import (
+    _PROOF_NODES,
+    _proof_args,
+    consistency_proof,
+    inclusion_proof,
+    root_at,
+)
 from ledger.tree import (
     inclusion_proof_ranges,
     nodes_for_ranges,
@@ -55,17 +61,7 @@ async def test_a_transaction_left_open_is_rolled_back_on_release(dsn: str) -> No
 async def test_a_proof_reads_only_the_primary_key_indexes(
     client: Any, org: Org, pool: asyncpg.Pool
 ) -> None:
-    entries = [fund_entry(f"IX{secrets.token_hex(3)}-{i}") for i in range(37)]
-    r = await client.post(
-        f"/api/v1/orgs/{org.code}/entries/batch", json={"entries": entries}, headers=org.auth()
-    )
-    assert r.status_code == 201, r.text
-    hashes = [
-        bytes(row["leaf_hash"])
-        for row in await pool.fetch(
-            "SELECT leaf_hash FROM leaves WHERE org = $1 AND year = 2026 ORDER BY idx", org.code
-        )
-    ]
+    hashes = await _log_of(client, org, pool, 600)
     size = len(hashes)
     leaf, path = await inclusion_proof(pool, org.code, 2026, 5, size)
     assert leaf == hashes[5]
@@ -75,7 +71,6 @@ async def test_a_proof_reads_only_the_primary_key_indexes(
     # pages are read: the hashes come from the indexes.
     await pool.execute("VACUUM (ANALYZE) leaves, tree_nodes")
     wanted = nodes_for_ranges(inclusion_proof_ranges(5, size)) | {(0, 5)}
-    inner = sorted(n for n in wanted if n[0] > 0)
     async with pool.acquire() as conn:
         await conn.execute("SET enable_seqscan = off")  # a tiny table would be scanned
         try:
@@ -83,18 +78,49 @@ async def test_a_proof_reads_only_the_primary_key_indexes(
                 "EXPLAIN (ANALYZE, FORMAT JSON) " + _PROOF_NODES,
                 org.code,
                 2026,
-                [i for lv, i in wanted if lv == 0],
-                [lv for lv, _ in inner],
-                [i for _, i in inner],
+                *_proof_args(wanted, size),
             )
         finally:
             await conn.execute("RESET enable_seqscan")
     scans = _scans(json.loads(plan))
-    by_table = {s["Relation Name"]: s for s in scans if s["Relation Name"] != "logs"}
-    assert set(by_table) == {"leaves", "tree_nodes"}
-    for name, scan in by_table.items():
-        assert scan["Node Type"] == "Index Only Scan", (name, scan["Node Type"])
-        assert scan["Heap Fetches"] == 0, name
+    hashed = [s for s in scans if s["Relation Name"] != "logs"]
+    # leaves (a tile of leaf hashes), tree_nodes twice (a tile of level 4, the high nodes)
+    assert sorted(str(s["Relation Name"]) for s in hashed) == ["leaves", "tree_nodes", "tree_nodes"]
+    for scan in hashed:
+        assert scan["Node Type"] == "Index Only Scan", (scan["Relation Name"], scan["Node Type"])
+        assert scan["Heap Fetches"] == 0, scan["Relation Name"]
+
+
+async def _log_of(client: Any, org: Org, pool: asyncpg.Pool, n: int) -> list[bytes]:
+    """Post ``n`` entries into the org's 2026 log; return the log's leaf hashes."""
+    entries = [fund_entry(f"IX{secrets.token_hex(3)}-{i}") for i in range(n)]
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch", json={"entries": entries}, headers=org.auth()
+    )
+    assert r.status_code == 201, r.text
+    rows = await pool.fetch(
+        "SELECT leaf_hash FROM leaves WHERE org = $1 AND year = 2026 ORDER BY idx", org.code
+    )
+    return [bytes(row["leaf_hash"]) for row in rows]
+
+
+async def test_proofs_from_the_database_equal_proofs_from_all_leaves(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """Low subtrees hashed from leaf blocks, high ones read: the RFC 9162 proofs exactly."""
+    hashes = await _log_of(client, org, pool, 600)
+    sizes = [1, 2, 3, 255, 256, 257, 300, 511, 512, 513, 600]
+    for size in sizes:
+        for index in sorted({0, 1, 5, 254, 255, 256, 257, 300, 511, 512, size - 1}):
+            if index < size:
+                leaf, path = await inclusion_proof(pool, org.code, 2026, index, size)
+                assert leaf == hashes[index]
+                assert path == tree.inclusion_proof(index, size, hashes), (index, size)
+        for first in sizes:
+            if first <= size:
+                got = await consistency_proof(pool, org.code, 2026, first, size)
+                assert got == tree.consistency_proof(first, size, hashes), (first, size)
+        assert await root_at(pool, org.code, 2026, size) == root_from_leaf_hashes(hashes[:size])
 
 
 def _scans(node: object) -> list[dict[str, object]]:
