@@ -236,7 +236,12 @@ async def offline_verify(b: Bench) -> dict[str, Any]:
         )
         + ". Pythons: "
         + ", ".join(
-            f"`{'.venv/bin/python' if py == sys.executable else py}` ({_version(py)}) {label}"
+            (
+                f"`.venv/bin/python` ({_version(py)})"
+                if py == sys.executable
+                else f"`{Path(py).name}` outside the venv ({_version(py)})"
+            )
+            + f" {label}"
             for label, py, _ in variants
         )
         + "; run isolated (-I) on the zip, which the verifier unpacks itself; it checks the "
