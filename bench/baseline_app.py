@@ -24,6 +24,7 @@ import uvicorn
 from litestar import Litestar, Request, get, post
 
 from api.runtime import settle_heap
+from ledger.db import keep_session
 
 TABLE_SQL = """
 CREATE TABLE IF NOT EXISTS bench_single (
@@ -68,14 +69,10 @@ async def readyz(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"status": "ready"}
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """No reset query on release: the route leaves no session state behind."""
-
-
 def create_app(dsn: str) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=20, reset=_keep_session)
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=20, reset=keep_session)
         await pool.execute(TABLE_SQL)
         app.state.pool = pool
         settle_heap()  # the same collector settings as the Gongkai server

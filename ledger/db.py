@@ -98,7 +98,7 @@ def sql_migration(migration_id: str, description: str, sql: str) -> Any:
 SESSION_SETTINGS = {"TimeZone": "UTC", "plan_cache_mode": "force_custom_plan"}
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def keep_session(conn: asyncpg.Connection) -> None:
     """Release without asyncpg's reset query (one round trip less a request).
 
     asyncpg still rolls back a transaction left open before calling this. The
@@ -113,7 +113,7 @@ async def create_pool(dsn: str | None = None, **kwargs: Any) -> asyncpg.Pool:
     kwargs.setdefault("min_size", 2)
     kwargs.setdefault("max_size", 20)
     pool = await asyncpg.create_pool(
-        dsn or current_dsn(), server_settings=SESSION_SETTINGS, reset=_keep_session, **kwargs
+        dsn or current_dsn(), server_settings=SESSION_SETTINGS, reset=keep_session, **kwargs
     )
     assert pool is not None
     return pool

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
@@ -78,9 +79,12 @@ def ratio(amount: int, target: int | None) -> str | None:
 
 
 def _head_as_of(
-    org: str, year: int, size: int, root: bytes, note: str | None,
-    signer: NoteSigner | None, origin: str,
-) -> AsOf:  # fmt: skip
+    org: str, year: int, head: Sequence[Any] | None, signer: NoteSigner | None, origin: str
+) -> AsOf:
+    """The AsOf of a log head read as (size, root, stored note); None: no log yet."""
+    if head is None:
+        return AsOf(f"{org}/{year}", 0, EMPTY_ROOT.hex(), None)
+    size, root, note = head[0], bytes(head[1]), head[2]
     if note is None and signer is not None and size > 0:
         # The head has no stored checkpoint yet (appended under a second ago): sign it
         # here. Ed25519 is deterministic, so this is the very note the background signer
@@ -100,9 +104,7 @@ async def _as_of(
         org,
         year,
     )
-    if head is None:
-        return AsOf(f"{org}/{year}", 0, EMPTY_ROOT.hex(), None)
-    return _head_as_of(org, year, head["size"], bytes(head["root"]), head["note"], signer, origin)
+    return _head_as_of(org, year, head, signer, origin)
 
 
 async def snapshot_as_of(
@@ -175,17 +177,9 @@ async def fund_summary(
     target_row = fund["target"]
     direction = target_row[0] if target_row else None
     target = target_row[1] if target_row else None
-    heads = {h[0]: h for h in fund["heads"]}
-    main = heads.pop(year, None)
-    as_of = (
-        _head_as_of(org, year, main[1], bytes(main[2]), main[3], signer, origin)
-        if main is not None
-        else AsOf(f"{org}/{year}", 0, EMPTY_ROOT.hex(), None)
-    )
-    later = [
-        _head_as_of(org, y, h[1], bytes(h[2]), h[3], signer, origin)
-        for y, h in sorted(heads.items())
-    ]
+    heads = {h[0]: tuple(h)[1:] for h in fund["heads"]}  # year: (size, root, note)
+    as_of = _head_as_of(org, year, heads.pop(year, None), signer, origin)
+    later = [_head_as_of(org, y, h, signer, origin) for y, h in sorted(heads.items())]
 
     buckets: dict[str, list[int]] = {}
     order: list[str] = []

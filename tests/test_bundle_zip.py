@@ -25,13 +25,7 @@ def test_streamed_member_round_trips(
         for i in range(3000)
     ]  # fmt: skip
     out = tmp_path / "b.zip"
-    payload = bundle._Payload(out, "bag")
-    member = payload.open("entries.ndjson")
-    for line in lines:
-        member.write(line)
-    payload.done("entries.ndjson", member)
-    payload.put("small.txt", b"small\n")
-    payload.close()
+    payload = _write_bag(out, lines)
     data = b"".join(lines)
     assert payload.files["data/entries.ndjson"] == (hashlib.sha256(data).hexdigest(), len(data))
     with zipfile.ZipFile(out) as z:
@@ -42,11 +36,17 @@ def test_streamed_member_round_trips(
         assert info.compress_type == zipfile.ZIP_DEFLATED and info.compress_size < len(data)
     # The same writes give the same bytes.
     again = tmp_path / "c.zip"
-    p2 = bundle._Payload(again, "bag")
-    m2 = p2.open("entries.ndjson")
-    for line in lines:
-        m2.write(line)
-    p2.done("entries.ndjson", m2)
-    p2.put("small.txt", b"small\n")
-    p2.close()
+    _write_bag(again, lines)
     assert again.read_bytes() == out.read_bytes()
+
+
+def _write_bag(out: Path, lines: list[bytes]) -> bundle._Payload:
+    """A bag zip of ``lines`` as entries.ndjson (streamed) and one small file."""
+    payload = bundle._Payload(out, "bag")
+    member = payload.open("entries.ndjson")
+    for line in lines:
+        member.write(line)
+    payload.done("entries.ndjson", member)
+    payload.put("small.txt", b"small\n")
+    payload.close()
+    return payload
