@@ -20,6 +20,7 @@ import asyncpg
 
 from ledger.canonical import canonical_bytes, canonical_loads
 from ledger.checkpoint import NoteError, NoteVerifier
+from ledger.logs import stored_level
 from ledger.tree import CompactRange, leaf_hash
 
 CHUNK = 5000
@@ -155,7 +156,8 @@ async def _verify_log(
             raise _LogFailed(Problem(name, index, "leaf bytes are not canonical JSON"))
         _check_columns(row, leaf, name, index)
         for level, idx, h in tree.append(computed):
-            nodes[(level, idx)] = h
+            if stored_level(level):
+                nodes[(level, idx)] = h
         report.leaves += 1
         while pending and pending[-1][0] == tree.size:
             size, root = pending.pop()

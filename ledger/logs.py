@@ -1,7 +1,8 @@
 """The read side of logs: heads, leaf hashes, proofs and signed checkpoints.
 
-Proofs are assembled from stored perfect-subtree hashes (``tree_nodes``), so a
-proof at ten million leaves reads O(log n) rows in one query, never the leaves.
+Proofs are assembled from stored perfect-subtree hashes (``tree_nodes``, the
+levels ``stored_level`` names) and tiles of leaf hashes, so a proof at ten
+million leaves reads O(log n) index entries in one query, never the leaves.
 """
 
 from __future__ import annotations
@@ -88,6 +89,17 @@ async def leaf_hashes(conn: Conn, org: str, year: int, start: int, end: int) -> 
 #: log size (one per level before, each a cold read on a log larger than memory)
 #: and hashes about twenty nodes.
 TILE = 4
+
+
+def stored_level(level: int) -> bool:
+    """Whether ``tree_nodes`` keeps the subtree hashes of ``level``.
+
+    Proofs read level TILE (as tiles) and the levels from 2 * TILE up; every
+    other level is hashed from a tile when asked for, so the append path does
+    not write it (about 7% of a log's subtrees are stored, not one per leaf).
+    """
+    return level == TILE or level >= 2 * TILE
+
 
 _PROOF_NODES = f"""
 SELECT -1::smallint AS level, size AS idx, root AS hash FROM logs WHERE org = $1 AND year = $2

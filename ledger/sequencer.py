@@ -33,6 +33,7 @@ from ledger.canonical import canonical_typed
 from ledger.entries import NewEntry
 from ledger.errors import Conflict, FieldError, IdempotencyMismatch, InvalidInput
 from ledger.kinds import YearOpened
+from ledger.logs import stored_level
 from ledger.tree import EMPTY_ROOT, CompactRange, leaf_hash
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,8 @@ async def append_entries(
         leaf_bytes = part.leaf_bytes(index, stamp)
         lh = leaf_hash(leaf_bytes)
         for level, idx, h in head.frontier.append_trusted(lh):
-            node_rows.append((entry.org, entry.year, level, idx, h))
+            if stored_level(level):
+                node_rows.append((entry.org, entry.year, level, idx, h))
         leaf_rows.append(
             (
                 entry.org,

@@ -11,10 +11,12 @@ import asyncpg
 from ledger import db, tree
 from ledger.logs import (
     _PROOF_NODES,
+    TILE,
     _proof_args,
     consistency_proof,
     inclusion_proof,
     root_at,
+    stored_level,
 )
 from ledger.tree import (
     inclusion_proof_ranges,
@@ -121,6 +123,29 @@ async def test_proofs_from_the_database_equal_proofs_from_all_leaves(
                 got = await consistency_proof(pool, org.code, 2026, first, size)
                 assert got == tree.consistency_proof(first, size, hashes), (first, size)
         assert await root_at(pool, org.code, 2026, size) == root_from_leaf_hashes(hashes[:size])
+
+
+async def test_the_append_path_stores_exactly_the_levels_proofs_read(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """Level TILE and the levels from 2 * TILE up, each complete; no other level."""
+    hashes = await _log_of(client, org, pool, 600)
+    size = len(hashes)
+    rows = await pool.fetch(
+        "SELECT level, idx, hash FROM tree_nodes WHERE org = $1 AND year = 2026", org.code
+    )
+    stored = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+    expected = {
+        (level, idx)
+        for level in range(1, size.bit_length())
+        if stored_level(level)
+        for idx in range(size >> level)
+    }
+    assert stored.keys() == expected
+    assert {level for level, _ in stored} == {TILE, 2 * TILE, 2 * TILE + 1}
+    for (level, idx), h in stored.items():
+        span = hashes[idx << level : (idx + 1) << level]
+        assert h == root_from_leaf_hashes(span), (level, idx)
 
 
 def _scans(node: object) -> list[dict[str, object]]:

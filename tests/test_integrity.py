@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from ledger.checkpoint import NoteVerifier, signer_for
+from ledger.fsck import verify_ledger
 from ledger.logs import sign_due
 from ledger.settings import Settings
 from ledger.tree import leaf_hash, root_from_leaf_hashes
@@ -86,7 +87,8 @@ async def test_storage_refuses_update_and_delete(
 ) -> None:
     r = await client.post(
         f"/api/v1/orgs/{org.code}/entries/batch",
-        json={"entries": [fund_entry(f"U{i}") for i in range(3)]},
+        # 20 entries: enough for a stored subtree hash (level 4) to exist
+        json={"entries": [fund_entry(f"U{i}") for i in range(20)]},
         headers=org.auth(),
     )
     assert r.status_code == 201
@@ -101,17 +103,25 @@ async def test_storage_refuses_truncate(pool: asyncpg.Pool, table: str) -> None:
         await pool.execute(f"TRUNCATE {table} CASCADE")
 
 
-async def test_verify_passes_then_names_a_tampered_leaf(
-    client: Any, dsn: str, pool: asyncpg.Pool, settings: Settings
-) -> None:
-    org = await make_org("v")
+async def _signed_log(
+    client: Any, pool: asyncpg.Pool, settings: Settings, prefix: str, n: int
+) -> Org:
+    """A new org with ``n`` entries in its 2026 log, signed at its head."""
+    org = await make_org(prefix.lower())
     r = await client.post(
         f"/api/v1/orgs/{org.code}/entries/batch",
-        json={"entries": [fund_entry(f"V{i}") for i in range(12)]},
+        json={"entries": [fund_entry(f"{prefix}{i}") for i in range(n)]},
         headers=org.auth(),
     )
     assert r.status_code == 201
     await sign_due(pool, signer_for(settings.signing_key, settings.key_name), settings.origin)
+    return org
+
+
+async def test_verify_passes_then_names_a_tampered_leaf(
+    client: Any, dsn: str, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    org = await _signed_log(client, pool, settings, "V", 12)
 
     ok = run_cli(dsn, settings, "verify", "--org", org.code)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -166,3 +176,32 @@ def test_cli_help_runs() -> None:
         [sys.executable, str(Path(ROOT) / "cli.py"), "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "verify" in out.stdout
+
+
+@pytest.mark.parametrize("change", ["altered", "missing"])
+async def test_verify_names_a_stored_subtree_hash_altered_or_missing(
+    client: Any, pool: asyncpg.Pool, settings: Settings, change: str
+) -> None:
+    org = await _signed_log(client, pool, settings, "N", 40)
+    verifier = NoteVerifier.from_vkey(signer_for(settings.signing_key, settings.key_name).vkey())
+    async with pool.acquire() as conn:
+        report = await verify_ledger(conn, verifier, settings.origin, org=org.code)
+    assert report.ok, report.problems
+
+    # The second level-4 subtree covers leaves 16..31; a proof for any of them reads it.
+    edit = {
+        "altered": "UPDATE tree_nodes SET hash = sha256(hash)",
+        "missing": "DELETE FROM tree_nodes",
+    }[change]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("ALTER TABLE tree_nodes DISABLE TRIGGER tree_nodes_append_only")
+        done = await conn.execute(
+            edit + " WHERE org = $1 AND year = 2026 AND level = 4 AND idx = 1", org.code
+        )
+        assert done.endswith(" 1")
+        await conn.execute("ALTER TABLE tree_nodes ENABLE TRIGGER tree_nodes_append_only")
+    async with pool.acquire() as conn:
+        report = await verify_ledger(conn, verifier, settings.origin, org=org.code)
+    assert [str(p) for p in report.problems] == [
+        f"{org.code}/2026 index 31: stored subtree hash (4, 1) is wrong or missing"
+    ]
