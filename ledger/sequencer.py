@@ -167,8 +167,39 @@ _LEAF_COLUMNS = (
 )
 
 
-async def _open_logs(conn: asyncpg.Connection, keys: list[tuple[str, int]]) -> list[NewEntry]:
-    """Create missing logs; return the ``year.opened`` entries new logs must start with."""
+#: Logs this process has seen committed. A log is never deleted (a trigger
+#: refuses it), so an append whose logs are all here skips the statement that
+#: creates missing ones: a round trip less under the org lock. A log taken as
+#: known that the database does not hold (another database behind the same
+#: process) is created after all; see ``_heads_of``.
+_KNOWN_LOGS: set[tuple[str, int]] = set()
+
+
+async def _heads_of(
+    conn: asyncpg.Connection, keys: list[tuple[str, int]]
+) -> tuple[list[NewEntry], dict[tuple[str, int], _Head]]:
+    """Create the logs of ``keys`` that are missing and lock every head, in key order.
+
+    Returns the ``year.opened`` entries the new logs must start with, and the heads.
+    """
+    created, openers = await _open_logs(conn, [k for k in keys if k not in _KNOWN_LOGS])
+    heads = await _lock_heads(conn, keys)
+    if len(heads) < len(keys):
+        more_created, more_openers = await _open_logs(conn, [k for k in keys if k not in heads])
+        created |= more_created
+        openers = sorted([*openers, *more_openers], key=lambda e: (e.org, e.year))
+        heads = await _lock_heads(conn, keys)
+    # Only logs that existed before this transaction: it may still roll back.
+    _KNOWN_LOGS.update(k for k in heads if k not in created)
+    return openers, heads
+
+
+async def _open_logs(
+    conn: asyncpg.Connection, keys: list[tuple[str, int]]
+) -> tuple[set[tuple[str, int]], list[NewEntry]]:
+    """Create missing logs; return them and the ``year.opened`` entries they must start with."""
+    if not keys:
+        return set(), []
     created = await conn.fetch(
         """
         INSERT INTO logs (org, year, root)
@@ -214,7 +245,7 @@ async def _open_logs(conn: asyncpg.Connection, keys: list[tuple[str, int]]) -> l
                 actor="system",
             )
         )
-    return openers
+    return {(r["org"], r["year"]) for r in created}, openers
 
 
 async def _lock_heads(
@@ -268,8 +299,7 @@ async def append_entries(
         "SELECT 1 FROM orgs WHERE code = ANY($1::text[]) ORDER BY code FOR NO KEY UPDATE",
         sorted({k[0] for k in keys}),
     )
-    openers = await _open_logs(conn, keys)
-    heads = await _lock_heads(conn, keys)
+    openers, heads = await _heads_of(conn, keys)
     for key in keys:
         if heads[key].closed:
             org, year = key

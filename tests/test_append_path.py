@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import entries as entries_mod
+from ledger import sequencer
 from ledger.canonical import canonical_bytes, canonical_typed
-from ledger.entries import NewEntry
+from ledger.entries import NewEntry, decode_entry
 from ledger.kinds import KINDS
-from ledger.sequencer import LeafParts, build_leaf
+from ledger.sequencer import LeafParts, append_entries, build_leaf
 from tests.conftest import Org, fund_entry
 
 texts = st.text(
@@ -98,3 +99,49 @@ async def test_every_leaf_of_a_batch_has_its_own_salt(client: Any, org: Org, poo
     salts = [orjson.loads(row["leaf"])["salt"] for row in leaves]
     assert len(salts) == 50 and len(set(salts)) == 50
     assert all(len(s) == 32 and int(s, 16) >= 0 for s in salts)
+
+
+async def test_a_log_is_taken_as_known_only_once_committed_before(
+    client: Any, org: Org, pool: Any
+) -> None:
+    """The cache of existing logs skips their creation; it never holds an uncommitted one."""
+    key = (org.code, 2026)
+    raw = orjson.dumps(fund_entry("K0"))
+    entry = decode_entry(raw, org=org.code, actor="clerk", idempotency_key=None)
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await append_entries(conn, [entry])  # creates the log, then rolls back
+        await tx.rollback()
+    assert key not in sequencer._KNOWN_LOGS
+
+    for n, code in enumerate(["K1", "K2"]):
+        r = await client.post(
+            f"/api/v1/orgs/{org.code}/entries", json=fund_entry(code), headers=org.auth()
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["index"] == n
+        # created by the first post: known from the second, which found it committed
+        assert (key in sequencer._KNOWN_LOGS) == (n == 1)
+
+
+async def test_a_log_taken_as_known_but_missing_is_created_with_its_opener(
+    client: Any, org: Org, pool: Any
+) -> None:
+    """Another database behind the same process: the log is created after all."""
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries", json=fund_entry("M1"), headers=org.auth()
+    )
+    assert r.status_code == 201
+    sequencer._KNOWN_LOGS.add((org.code, 2027))
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries",
+        json=fund_entry("M2", on="2027-01-04"),
+        headers=org.auth(),
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["index"] == 1
+    rows = await pool.fetch(
+        "SELECT idx, kind FROM leaves WHERE org = $1 AND year = 2027 ORDER BY idx", org.code
+    )
+    assert [(row["idx"], row["kind"]) for row in rows] == [(0, "year.opened"), (1, "fund.opened")]
