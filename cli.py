@@ -61,7 +61,18 @@ def _run(coro_fn: Callable[[str, Settings], Coroutine[Any, Any, int]]) -> int:
     from ledger import db
 
     db.configure(dsn)
-    return asyncio.run(coro_fn(dsn, settings))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(coro_fn(dsn, settings))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where installed (as the server uses): commands that stream rows
+    (archive build, verify) spend much of their time in the event loop's transport."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not installed on Windows
+        return None
+    return uvloop.new_event_loop
 
 
 async def _migrate(dsn: str, settings: Settings) -> int:

@@ -18,7 +18,9 @@ addressed by its SHA-256.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -27,12 +29,14 @@ import os
 import tempfile
 import zipfile
 import zlib
+from collections.abc import AsyncGenerator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
 import asyncpg
 import orjson
+from isal import isal_zlib
 
 from archive import verify as verifier
 from ledger import logs as log_reads
@@ -44,10 +48,12 @@ from ledger.queries import status_of
 from ledger.settings import Settings
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-# Streamed members (entries.ndjson, opinions.ndjson) are deflated at level 1 in
-# parallel chunks: the entries shrink 5.1x (6.2x at level 6) in about half of level
-# 6's time. Small members keep zipfile's default level.
+# Streamed members (entries.ndjson, opinions.ndjson) are deflated in parallel
+# chunks by ISA-L (python-isal, pinned) at its level 1: on leaf-shaped lines about
+# 4.7x the speed of zlib's level 1 with a smaller output (4.8x against 4.3x). The
+# stream is standard deflate; any unzip reads it. Small members keep zipfile's zlib.
 ZIP_LEVEL = 1
+DEFLATE_LEVEL = 1
 VERIFY_SOURCE = Path(verifier.__file__)
 CHUNK = 5000
 
@@ -78,11 +84,11 @@ def _deflate(chunk: bytes, window: bytes) -> bytes:
     window, which a decompressor holds anyway.
     """
     c = (
-        zlib.compressobj(ZIP_LEVEL, zlib.DEFLATED, -15, zdict=window)
+        isal_zlib.compressobj(DEFLATE_LEVEL, isal_zlib.DEFLATED, -15, zdict=window)
         if window
-        else (zlib.compressobj(ZIP_LEVEL, zlib.DEFLATED, -15))
+        else isal_zlib.compressobj(DEFLATE_LEVEL, isal_zlib.DEFLATED, -15)
     )
-    return c.compress(chunk) + c.flush(zlib.Z_SYNC_FLUSH)
+    return c.compress(chunk) + c.flush(isal_zlib.Z_SYNC_FLUSH)
 
 
 #: The deflate stream's last block: empty, final.
@@ -108,7 +114,7 @@ class _Member:
 
     Writes are gathered into chunks of ``CHUNK_BYTES``. Each chunk is deflated on the
     bag's deflate threads and then hashed and written, in order, by its writer
-    thread (zlib and hashlib let other threads run) while the caller makes the next
+    thread (ISA-L and hashlib let other threads run) while the caller makes the next
     chunks; a few chunks are in flight at most.
     """
 
@@ -265,6 +271,68 @@ async def build_bundle(
     return BuiltBundle(variant, digest, size, final, oxum)
 
 
+_MONEY_KINDS = frozenset({"fund.receipt", "fund.disbursement"})
+
+
+class _EntryRows:
+    """The closed year's leaves in index order, with each one's review decision
+    (``decisions``: the public variant needs them) and its fund posting's line 0.
+
+    Each range of CHUNK leaves is three range scans of primary keys (leaves,
+    postings, reviews), merged here by index: a join probing postings and reviews
+    once a leaf cost about 6 µs of database time a leaf, most of a build. The
+    next range is read while the caller writes this one. Every read is in the
+    caller's REPEATABLE READ transaction, so the year is read as of one snapshot.
+
+        async with contextlib.aclosing(_EntryRows(…).rows()) as rows:
+            async for (idx, leaf_hash, leaf, kind, visibility, month,
+                       decision, fund_code, amount_fen) in rows:
+    """
+
+    _LEAVES = """SELECT idx, leaf_hash, leaf, kind, visibility, to_char(occurred_on, 'YYYY-MM')
+                 FROM leaves WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4
+                 ORDER BY idx"""
+    _POSTINGS = """SELECT idx, fund_code, amount_fen FROM postings
+                   WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4 AND line = 0"""
+    _REVIEWS = """SELECT target_index, decision FROM reviews
+                  WHERE org = $1 AND target_year = $2 AND target_index >= $3
+                    AND target_index < $4 AND reviewed_at <= $5"""
+
+    def __init__(
+        self, conn: Any, org: str, year: int, size: int, closed_at: Any, *, decisions: bool
+    ) -> None:
+        self.conn, self.org, self.year, self.size = conn, org, year, size
+        self.closed_at, self.decisions = closed_at, decisions
+
+    async def _range(self, start: int) -> tuple[list[Any], dict[int, Any], dict[int, str]]:
+        end = min(start + CHUNK, self.size)
+        args = (self.org, self.year, start, end)
+        leaves = await self.conn.fetch(self._LEAVES, *args)
+        money = {r[0]: r for r in await self.conn.fetch(self._POSTINGS, *args)}
+        decided: dict[int, str] = {}
+        if self.decisions:
+            decided = dict(await self.conn.fetch(self._REVIEWS, *args, self.closed_at))
+        return leaves, money, decided
+
+    async def rows(self) -> AsyncGenerator[tuple[Any, ...], None]:
+        ahead = asyncio.ensure_future(self._range(0)) if self.size else None
+        start = 0
+        try:
+            while ahead is not None:
+                leaves, money, decided = await ahead
+                start += CHUNK
+                ahead = asyncio.ensure_future(self._range(start)) if start < self.size else None
+                for leaf in leaves:
+                    posting = money.get(leaf[0])
+                    fund, fen = (posting[1], posting[2]) if posting is not None else (None, None)
+                    yield (*leaf, decided.get(leaf[0]), fund, fen)
+        finally:
+            if ahead is not None:  # the caller stopped early: let the read finish first
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+
+
 async def _write_payload(
     conn: Any, settings: Settings, signer: NoteSigner, payload: _Payload, org: str,
     org_name: str, year: int, variant: str, closed: Any,
@@ -276,61 +344,41 @@ async def _write_payload(
     opinion_lines: list[tuple[int, dict[str, Any]]] = []
     disclosures: list[tuple[str, int]] = []
 
-    # entries.ndjson, streamed from a server-side cursor. A receipt's or disbursement's
-    # summary comes from its fund posting (line 0: the fund's side, same fund code and
-    # amount as the body; the verifier recomputes it from the leaf), not from parsing.
-    # The joins are index lookups per leaf (LATERAL … LIMIT 1), whatever the planner's
-    # statistics say right after a large year was loaded.
+    # entries.ndjson, read in index ranges of CHUNK leaves (see _EntryRows). A
+    # receipt's or disbursement's summary comes from its fund posting (line 0: the
+    # fund's side, same fund code and amount as the body; the verifier recomputes it
+    # from the leaf), not from parsing.
     w = payload.open("entries.ndjson")
     shown_line = b'{"index":%d,"leaf":%s,"leaf_hash":"%s"}\n'
     stub_line = b'{"index":%d,"leaf_hash":"%s"}\n'
-    async for r in conn.cursor(
-        """
-        SELECT l.idx, l.leaf_hash, l.leaf, l.kind, l.visibility, rv.decision,
-               p.fund_code, p.amount_fen, to_char(l.occurred_on, 'YYYY-MM')
-        FROM leaves l
-        LEFT JOIN LATERAL (
-            SELECT decision FROM reviews rv WHERE rv.org = l.org AND rv.target_year = l.year
-               AND rv.target_index = l.idx AND rv.reviewed_at <= $3 LIMIT 1
-        ) rv ON true
-        LEFT JOIN LATERAL (
-            SELECT fund_code, amount_fen FROM postings p
-            WHERE l.kind IN ('fund.receipt', 'fund.disbursement')
-              AND p.org = l.org AND p.year = l.year AND p.idx = l.idx AND p.line = 0 LIMIT 1
-        ) p ON true
-        WHERE l.org = $1 AND l.year = $2 AND l.idx < $4 ORDER BY l.idx
-        """,
-        org,
-        year,
-        closed_at,
-        size,
-        prefetch=CHUNK,
-    ):
-        index, digest, raw, kind, visibility, decision, fund, fen, month = r
-        if variant != "full" and status_of(kind, visibility, decision) != "approved":
-            w.write(stub_line % (index, digest.hex().encode()))
-            summaries.add(None)
-            continue
-        # The stored leaf is canonical already: splice it into the canonical line
-        # (keys sort as index < leaf < leaf_hash) instead of re-encoding it.
-        w.write(shown_line % (index, raw, digest.hex().encode()))
-        if fund is not None:
-            summaries.add_money(index, kind, fund, month, abs(fen))
-            continue
-        if not _parsed(kind):
-            summaries.count(kind)
-            continue
-        leaf = orjson.loads(raw)
-        if kind in verifier.SUMMARY_KINDS or kind.startswith("procurement."):
-            summaries.add(leaf)
-        else:
-            summaries.count(kind)
-        if kind.startswith("procurement.") or kind == "correction.reversal":
-            procurement.append(leaf)
-        elif kind.startswith("opinion."):
-            opinion_lines.append((index, leaf))
-        elif kind == "disclosure.published":
-            disclosures.append((leaf["body"]["period"], leaf["body"]["tree_size"]))
+    reader = _EntryRows(conn, org, year, size, closed_at, decisions=variant != "full")
+    async with contextlib.aclosing(reader.rows()) as rows:
+        async for r in rows:
+            index, digest, raw, kind, visibility, month, decision, fund, fen = r
+            if variant != "full" and status_of(kind, visibility, decision) != "approved":
+                w.write(stub_line % (index, digest.hex().encode()))
+                summaries.add(None)
+                continue
+            # The stored leaf is canonical already: splice it into the canonical line
+            # (keys sort as index < leaf < leaf_hash) instead of re-encoding it.
+            w.write(shown_line % (index, raw, digest.hex().encode()))
+            if fund is not None and kind in _MONEY_KINDS:
+                summaries.add_money(index, kind, fund, month, abs(fen))
+                continue
+            if not _parsed(kind):
+                summaries.count(kind)
+                continue
+            leaf = orjson.loads(raw)
+            if kind in verifier.SUMMARY_KINDS or kind.startswith("procurement."):
+                summaries.add(leaf)
+            else:
+                summaries.count(kind)
+            if kind.startswith("procurement.") or kind == "correction.reversal":
+                procurement.append(leaf)
+            elif kind.startswith("opinion."):
+                opinion_lines.append((index, leaf))
+            elif kind == "disclosure.published":
+                disclosures.append((leaf["body"]["period"], leaf["body"]["tree_size"]))
     payload.done("entries.ndjson", w)
 
     final = await conn.fetchrow(

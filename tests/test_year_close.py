@@ -13,6 +13,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from archive import bundle
+from ledger.checkpoint import signer_for
 from ledger.settings import Settings
 from tests.conftest import Org, fund_entry, make_org
 from tests.test_integrity import run_cli
@@ -241,3 +243,19 @@ async def test_the_bundles_ocds_package_is_valid_ocds_1_1_5(client: Any, tmp_pat
             )
         errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(package)]
         assert not errors, errors[:5]
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+async def test_bundles_read_in_small_ranges_are_the_same_bytes(
+    client: Any, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Leaves, postings and reviews read range by range (one read ahead) merge by index."""
+    org = await make_org("r")
+    await _year(client, org)
+    result = await _close(client, org)
+    monkeypatch.setattr(bundle, "CHUNK", chunk)
+    signer = signer_for(settings.signing_key, settings.key_name)
+    async with pool.acquire() as conn:
+        for b in result["bundles"]:
+            built = await bundle.build_bundle(conn, settings, signer, org.code, 2025, b["variant"])
+            assert built.sha256 == b["sha256"], b["variant"]
