@@ -289,14 +289,22 @@ class _EntryRows:
                        decision, fund_code, amount_fen) in rows:
     """
 
-    _LEAVES = """SELECT idx, leaf_hash, leaf, kind, visibility, to_char(occurred_on, 'YYYY-MM')
-                 FROM leaves WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4
-                 ORDER BY idx"""
-    _POSTINGS = """SELECT idx, fund_code, amount_fen FROM postings
-                   WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4 AND line = 0"""
-    _REVIEWS = """SELECT target_index, decision FROM reviews
-                  WHERE org = $1 AND target_year = $2 AND target_index >= $3
-                    AND target_index < $4 AND reviewed_at <= $5"""
+    # Each read is ordered as its table's primary key and sorting is off while they
+    # run, so the planner cannot pick another index of the org and sort: right after
+    # a large year is loaded, statistics that have not seen the org yet estimate one
+    # row, and a smaller index (leaves_occurred, postings_account) scanned the whole
+    # org for every range.
+    PLAN = "SET LOCAL enable_sort = off"
+    LEAVES = """SELECT idx, leaf_hash, leaf, kind, visibility, to_char(occurred_on, 'YYYY-MM')
+                FROM leaves WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4
+                ORDER BY org, year, idx"""
+    POSTINGS = """SELECT idx, fund_code, amount_fen FROM postings
+                  WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4 AND line = 0
+                  ORDER BY org, year, idx, line"""
+    REVIEWS = """SELECT target_index, decision FROM reviews
+                 WHERE org = $1 AND target_year = $2 AND target_index >= $3
+                   AND target_index < $4 AND reviewed_at <= $5
+                 ORDER BY org, target_year, target_index"""
 
     def __init__(
         self, conn: Any, org: str, year: int, size: int, closed_at: Any, *, decisions: bool
@@ -307,14 +315,15 @@ class _EntryRows:
     async def _range(self, start: int) -> tuple[list[Any], dict[int, Any], dict[int, str]]:
         end = min(start + CHUNK, self.size)
         args = (self.org, self.year, start, end)
-        leaves = await self.conn.fetch(self._LEAVES, *args)
-        money = {r[0]: r for r in await self.conn.fetch(self._POSTINGS, *args)}
+        leaves = await self.conn.fetch(self.LEAVES, *args)
+        money = {r[0]: r for r in await self.conn.fetch(self.POSTINGS, *args)}
         decided: dict[int, str] = {}
         if self.decisions:
-            decided = dict(await self.conn.fetch(self._REVIEWS, *args, self.closed_at))
+            decided = dict(await self.conn.fetch(self.REVIEWS, *args, self.closed_at))
         return leaves, money, decided
 
     async def rows(self) -> AsyncGenerator[tuple[Any, ...], None]:
+        await self.conn.execute(self.PLAN)
         ahead = asyncio.ensure_future(self._range(0)) if self.size else None
         start = 0
         try:
@@ -326,6 +335,7 @@ class _EntryRows:
                     posting = money.get(leaf[0])
                     fund, fen = (posting[1], posting[2]) if posting is not None else (None, None)
                     yield (*leaf, decided.get(leaf[0]), fund, fen)
+            await self.conn.execute("SET LOCAL enable_sort = on")  # for the rest of the build
         finally:
             if ahead is not None:  # the caller stopped early: let the read finish first
                 ahead.cancel()

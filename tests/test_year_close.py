@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import secrets
 import subprocess
 import sys
 import zipfile
@@ -259,3 +261,36 @@ async def test_bundles_read_in_small_ranges_are_the_same_bytes(
         for b in result["bundles"]:
             built = await bundle.build_bundle(conn, settings, signer, org.code, 2025, b["variant"])
             assert built.sha256 == b["sha256"], b["variant"]
+
+
+async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics(
+    pool: asyncpg.Pool,
+) -> None:
+    """No other index of the org and no sort: statistics that have not seen an org yet
+    (one row estimated) made the planner scan the whole org for every range."""
+    async with pool.acquire() as conn, conn.transaction():
+        # Statistics that know other orgs' rows and not the one being read.
+        other = f"stats-{secrets.token_hex(3)}"
+        await conn.execute(
+            """INSERT INTO postings (org, year, idx, line, fund_code, account, amount_fen,
+                   flow, month)
+               SELECT $1, 2024, i, l, 'F' || (i % 7), 'fund', 1, 'receipt', '2024-01-01'
+               FROM generate_series(0, 24999) i, generate_series(0, 1) l""",
+            other,
+        )
+        await conn.execute("ANALYZE postings")
+        await conn.execute(bundle._EntryRows.PLAN)
+        for sql, args, pkey in [
+            (bundle._EntryRows.LEAVES, ("unseen-org", 2024, 5000, 10000), "leaves_pkey"),
+            (bundle._EntryRows.POSTINGS, ("unseen-org", 2024, 5000, 10000), "postings_pkey"),
+            (
+                bundle._EntryRows.REVIEWS,
+                ("unseen-org", 2024, 5000, 10000, dt.datetime.now(dt.UTC)),
+                "reviews_pkey",
+            ),
+        ]:
+            plan = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args))[0]
+            node = plan["Plan"]
+            assert node["Node Type"] in ("Index Scan", "Index Only Scan"), (pkey, node)
+            assert node["Index Name"] == pkey
+            assert "Plans" not in node  # nothing above or below the scan: no sort
