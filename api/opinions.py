@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 
 from api.auth import require
 from api.params import OrgCode
@@ -130,7 +130,7 @@ async def _calendar(request: Request[Any, Any, Any]) -> Any:
     tags=["public"],
 )
 async def submit_opinion(
-    request: Request[Any, Any, Any], org: OrgCode, data: opinions.OpinionIn
+    request: Request[Any, Any, Any], org: OrgCode, data: JSONBody[opinions.OpinionIn]
 ) -> Response[SubmittedOut]:
     await access.get_org(org)
     client = request.client.host if request.client else "-"
@@ -177,7 +177,7 @@ async def get_opinion(request: Request[Any, Any, Any], tracking_code: TrackingCo
     tags=["public"],
 )
 async def supply_opinion(
-    request: Request[Any, Any, Any], tracking_code: TrackingCode, data: SupplementIn
+    request: Request[Any, Any, Any], tracking_code: TrackingCode, data: JSONBody[SupplementIn]
 ) -> dict[str, str]:
     await opinions.supply(runtime(request).pool, tracking_code, data.text, today=china_today())
     return {"status": "supplied"}
@@ -193,7 +193,7 @@ async def list_opinions(
     request: Request[Any, Any, Any],
     org: OrgCode,
     status: Annotated[str | None, Parameter(max_length=32)] = None,
-    overdue: bool | None = None,
+    overdue: FromQuery[bool | None] = None,
 ) -> list[CaseOut]:
     await require(request, org, STAFF)
     cases = await opinions.list_cases(
@@ -246,7 +246,7 @@ async def get_opinion_for_staff(
 )
 async def record_event(
     request: Request[Any, Any, Any], org: OrgCode, tracking_code: TrackingCode,
-    data: opinions.EventIn,
+    data: JSONBody[opinions.EventIn],
 ) -> CaseOut:  # fmt: skip
     principal = await require(request, org, HANDLERS)
     rt = runtime(request)
@@ -283,7 +283,9 @@ async def erase_opinion(
     summary="Admin: publish a quarter's summaries (disclosure.published)",
     tags=["staff"],
 )
-async def publish(request: Request[Any, Any, Any], org: OrgCode, data: PublishIn) -> DisclosureOut:
+async def publish(
+    request: Request[Any, Any, Any], org: OrgCode, data: JSONBody[PublishIn]
+) -> DisclosureOut:
     principal = await require(request, org, ADMINS)
     rt = runtime(request)
     d, _ = await disclosures.publish_quarter(
@@ -333,7 +335,7 @@ async def annual_report(
     request: Request[Any, Any, Any],
     org: OrgCode,
     year: Annotated[int, Parameter(ge=1900, le=2999)],
-    format: Literal["json", "html"] = "json",
+    format: FromQuery[Literal["json", "html"]] = "json",
 ) -> Any:
     info = await access.get_org(org)
     rt = runtime(request)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, Parameter
 
 from api import exports
 from api.auth import optional_principal, staff_of
@@ -242,7 +242,7 @@ async def list_funds(request: Request[Any, Any, Any], org: OrgCode) -> list[Fund
 
 
 @get("/orgs/{org:str}/funds/{code:str}", operation_id="getFund", summary="A fund", tags=["public"])
-async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: str) -> FundOut:
+async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: FromPath[str]) -> FundOut:
     staff = await _staff(request, org)
     return FundOut(**await queries.get_fund(runtime(request).pool, org, code, staff=staff))
 
@@ -253,7 +253,9 @@ async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: str) -> 
     summary="A project: budget vs disbursed, approvals, status and tenders",
     tags=["public"],
 )
-async def get_project(request: Request[Any, Any, Any], org: OrgCode, code: str) -> ProjectOut:
+async def get_project(
+    request: Request[Any, Any, Any], org: OrgCode, code: FromPath[str]
+) -> ProjectOut:
     staff = await _staff(request, org)
     p = await queries.get_project(runtime(request).pool, org, code, staff=staff)
     return msgspec.convert(p, ProjectOut)
@@ -274,9 +276,9 @@ def _signer(request: Request[Any, Any, Any], staff: bool) -> tuple[Any, Any]:
 async def get_fund_summary(
     request: Request[Any, Any, Any],
     org: OrgCode,
-    code: str,
+    code: FromPath[str],
     year: Annotated[int, Parameter(ge=1900, le=2999)],
-    period: Literal["month", "quarter", "year"] = "month",
+    period: FromQuery[Literal["month", "quarter", "year"]] = "month",
 ) -> FundSummaryOut:
     staff = await _staff(request, org)
     pool, signer = _signer(request, staff)
@@ -375,7 +377,7 @@ async def get_ocds(
 async def get_levy_payers(
     request: Request[Any, Any, Any],
     org: OrgCode,
-    code: str,
+    code: FromPath[str],
     year: Annotated[int, Parameter(ge=1900, le=2999)],
 ) -> list[LevyPayerOut]:
     staff = await _staff(request, org)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, JSONBody
 
 from api.auth import require
 from api.params import NonNeg, OrgCode, Year
@@ -59,7 +59,7 @@ async def post_entry(
     org: OrgCode,
     idempotency_key: Annotated[
         str | None,
-        Parameter(header="Idempotency-Key", max_length=200, description="Client retry key"),
+        HeaderParameter(name="Idempotency-Key", max_length=200, description="Client retry key"),
     ] = None,
 ) -> Response[ReceiptOut]:
     principal = await require(request, org, POSTERS)
@@ -111,7 +111,11 @@ async def post_batch(request: Request[Any, Any, Any], org: OrgCode) -> BatchRece
     tags=["staff"],
 )
 async def review(
-    request: Request[Any, Any, Any], org: OrgCode, year: Year, index: NonNeg, data: ReviewIn
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    year: Year,
+    index: NonNeg,
+    data: JSONBody[ReviewIn],
 ) -> ReceiptOut:
     principal = await require(request, org, REVIEWERS)
     entry = review_entry(
