@@ -40,6 +40,7 @@ from isal import isal_zlib
 
 from archive import verify as verifier
 from ledger import logs as log_reads
+from ledger.books import MONETARY_KINDS
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import NoteSigner
 from ledger.errors import Conflict, NotFound
@@ -271,9 +272,6 @@ async def build_bundle(
     return BuiltBundle(variant, digest, size, final, oxum)
 
 
-_MONEY_KINDS = frozenset({"fund.receipt", "fund.disbursement"})
-
-
 class _EntryRows:
     """The closed year's leaves in index order, with each one's review decision
     (``decisions``: the public variant needs them) and its fund posting's line 0.
@@ -372,7 +370,7 @@ async def _write_payload(
             # The stored leaf is canonical already: splice it into the canonical line
             # (keys sort as index < leaf < leaf_hash) instead of re-encoding it.
             w.write(shown_line % (index, raw, digest.hex().encode()))
-            if fund is not None and kind in _MONEY_KINDS:
+            if fund is not None and kind in MONETARY_KINDS:
                 summaries.add_money(index, kind, fund, month, abs(fen))
                 continue
             if not _parsed(kind):

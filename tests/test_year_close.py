@@ -268,7 +268,9 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
 ) -> None:
     """No other index of the org and no sort: statistics that have not seen an org yet
     (one row estimated) made the planner scan the whole org for every range."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn:
+        tx = conn.transaction()  # rolled back: the rows and the statistics are the test's
+        await tx.start()
         # Statistics that know other orgs' rows and not the one being read.
         other = f"stats-{secrets.token_hex(3)}"
         await conn.execute(
@@ -294,3 +296,4 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
             assert node["Node Type"] in ("Index Scan", "Index Only Scan"), (pkey, node)
             assert node["Index Name"] == pkey
             assert "Plans" not in node  # nothing above or below the scan: no sort
+        await tx.rollback()
