@@ -139,12 +139,17 @@ class _Member:
         self._buf.append(data)
         self._buffered += len(data)
         if self._buffered >= self.CHUNK_BYTES:
-            self._flush()
+            # Cut at whole multiples of CHUNK_BYTES, whatever the writes' sizes, so
+            # the deflate stream does not depend on how the caller split its writes.
+            whole = b"".join(self._buf)
+            cut = len(whole) - len(whole) % self.CHUNK_BYTES
+            view = memoryview(whole)
+            for at in range(0, cut, self.CHUNK_BYTES):
+                self._flush(bytes(view[at : at + self.CHUNK_BYTES]))
+            self._buf = [whole[cut:]] if cut < len(whole) else []
+            self._buffered = len(whole) - cut
 
-    def _flush(self) -> None:
-        chunk = b"".join(self._buf)
-        self._buf.clear()
-        self._buffered = 0
+    def _flush(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self._deflated is not None:
             self._deflated.ready.append(
@@ -161,7 +166,8 @@ class _Member:
 
     def close(self) -> tuple[str, int]:
         if self._buf:
-            self._flush()
+            self._flush(b"".join(self._buf))
+            self._buf.clear()
         while self._pending:
             self._pending.popleft().result()
         self._dst.close()
@@ -272,19 +278,30 @@ async def build_bundle(
     return BuiltBundle(variant, digest, size, final, oxum)
 
 
+@dataclasses.dataclass
+class _Range:
+    """Leaves ``start`` to ``start + len(leaves) - 1`` of the closed year, as read."""
+
+    start: int
+    leaves: list[Any]  # (idx, line of entries.ndjson, kind, visibility), in index order
+    money: list[Any]  # (idx, fund_code, amount_fen, month as a date): posting line 0
+    approved: set[int]  # indexes approved by a review made up to the close (public only)
+
+
 class _EntryRows:
-    """The closed year's leaves in index order, with each one's review decision
-    (``decisions``: the public variant needs them) and its fund posting's line 0.
+    """The closed year's leaves in ranges of CHUNK, in index order, with each leaf's
+    fund posting (line 0) and, for the public variant, the approved indexes.
 
-    Each range of CHUNK leaves is three range scans of primary keys (leaves,
-    postings, reviews), merged here by index: a join probing postings and reviews
-    once a leaf cost about 6 µs of database time a leaf, most of a build. The
-    next range is read while the caller writes this one. Every read is in the
-    caller's REPEATABLE READ transaction, so the year is read as of one snapshot.
+    Each range is three range scans of primary keys (leaves, postings, reviews),
+    handed to the caller as lists: the caller merges them by index a whole range at
+    a time (a join probing postings and reviews once a leaf cost about 6 µs of
+    database time a leaf, most of a build). The next range is read while the
+    caller writes this one. Every read is in the caller's REPEATABLE READ
+    transaction, so the year is read as of one snapshot.
 
-        async with contextlib.aclosing(_EntryRows(…).rows()) as rows:
-            async for (idx, leaf_hash, leaf, kind, visibility, month,
-                       decision, fund_code, amount_fen) in rows:
+        async with contextlib.aclosing(_EntryRows(…).ranges()) as ranges:
+            async for part in ranges:
+                …
     """
 
     # Each read is ordered as its table's primary key and sorting is off while they
@@ -293,15 +310,21 @@ class _EntryRows:
     # row, and a smaller index (leaves_occurred, postings_account) scanned the whole
     # org for every range.
     PLAN = "SET LOCAL enable_sort = off"
-    LEAVES = """SELECT idx, leaf_hash, leaf, kind, visibility, to_char(occurred_on, 'YYYY-MM')
+    # Each leaf's line of entries.ndjson is made by the database: the stored leaf is
+    # canonical already, so it is spliced into the canonical line (keys sort as
+    # index < leaf < leaf_hash) instead of being encoded again.
+    LEAVES = """SELECT idx, '{"index":'::bytea || idx::text::bytea || ',"leaf":'::bytea || leaf
+                       || ',"leaf_hash":"'::bytea || encode(leaf_hash, 'hex')::bytea
+                       || '"}\n'::bytea,
+                       kind, visibility
                 FROM leaves WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4
                 ORDER BY org, year, idx"""
-    POSTINGS = """SELECT idx, fund_code, amount_fen FROM postings
+    POSTINGS = """SELECT idx, fund_code, amount_fen, month FROM postings
                   WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4 AND line = 0
                   ORDER BY org, year, idx, line"""
-    REVIEWS = """SELECT target_index, decision FROM reviews
+    REVIEWS = """SELECT target_index FROM reviews
                  WHERE org = $1 AND target_year = $2 AND target_index >= $3
-                   AND target_index < $4 AND reviewed_at <= $5
+                   AND target_index < $4 AND reviewed_at <= $5 AND decision = 'approved'
                  ORDER BY org, target_year, target_index"""
 
     def __init__(
@@ -310,29 +333,29 @@ class _EntryRows:
         self.conn, self.org, self.year, self.size = conn, org, year, size
         self.closed_at, self.decisions = closed_at, decisions
 
-    async def _range(self, start: int) -> tuple[list[Any], dict[int, Any], dict[int, str]]:
+    async def _range(self, start: int) -> _Range:
         end = min(start + CHUNK, self.size)
         args = (self.org, self.year, start, end)
         leaves = await self.conn.fetch(self.LEAVES, *args)
-        money = {r[0]: r for r in await self.conn.fetch(self.POSTINGS, *args)}
-        decided: dict[int, str] = {}
+        if len(leaves) != end - start or (leaves and leaves[-1][0] != end - 1):
+            raise Conflict(f"{self.org}/{self.year}: leaves {start} to {end - 1} are not all there")
+        money = await self.conn.fetch(self.POSTINGS, *args)
+        approved: set[int] = set()
         if self.decisions:
-            decided = dict(await self.conn.fetch(self.REVIEWS, *args, self.closed_at))
-        return leaves, money, decided
+            approved = {r[0] for r in await self.conn.fetch(self.REVIEWS, *args, self.closed_at)}
+        return _Range(start, leaves, money, approved)
 
-    async def rows(self) -> AsyncGenerator[tuple[Any, ...], None]:
+    async def ranges(self) -> AsyncGenerator[_Range, None]:
         await self.conn.execute(self.PLAN)
         ahead = asyncio.ensure_future(self._range(0)) if self.size else None
         start = 0
         try:
             while ahead is not None:
-                leaves, money, decided = await ahead
+                part = await ahead
                 start += CHUNK
                 ahead = asyncio.ensure_future(self._range(start)) if start < self.size else None
-                for leaf in leaves:
-                    posting = money.get(leaf[0])
-                    fund, fen = (posting[1], posting[2]) if posting is not None else (None, None)
-                    yield (*leaf, decided.get(leaf[0]), fund, fen)
+                await asyncio.sleep(0)  # let the next range's first query start
+                yield part
             await self.conn.execute("SET LOCAL enable_sort = on")  # for the rest of the build
         finally:
             if ahead is not None:  # the caller stopped early: let the read finish first
@@ -341,52 +364,121 @@ class _EntryRows:
                     await ahead
 
 
+_STUB_LINE = b'{"index":%d,"leaf_hash":"%s"}\n'
+
+
+@dataclasses.dataclass
+class _Carried:
+    """What the build keeps of the year's leaves beside entries.ndjson."""
+
+    summaries: verifier.SummaryBuilder = dataclasses.field(default_factory=verifier.SummaryBuilder)
+    procurement: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    opinions: list[tuple[int, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    disclosures: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    _months: dict[dt.date, str] = dataclasses.field(default_factory=dict)  # "YYYY-MM"
+
+    def add_range(self, part: _Range, present: list[Any]) -> None:
+        """Summarise a range's present leaves (``present``: its rows shown in full).
+
+        A receipt's or disbursement's summary comes from its fund posting (line 0:
+        the fund's side, same fund code, amount and month as the body; the verifier
+        recomputes it from the leaf), not from parsing. Only the kinds the summaries
+        or the other payload files read are parsed (procurement, reversals, opinions,
+        disclosures).
+        """
+        leaves, start = part.leaves, part.start
+        kinds = collections.Counter(r[2] for r in present)
+        parsed = [k for k in kinds if k not in MONETARY_KINDS and _parsed(k)]
+        for kind in parsed:
+            del kinds[kind]
+        shown = None  # every leaf is present, or: 1 where it is
+        if len(present) != len(leaves):
+            shown = bytearray(len(leaves))
+            for r in present:
+                shown[r[0] - start] = 1
+        months = self._months
+        money = [
+            (i, kind, fund, months.get(month) or self._month(month), abs(fen))
+            for i, fund, fen, month in part.money
+            if (kind := leaves[i - start][2]) in MONETARY_KINDS
+            and (shown is None or shown[i - start])
+        ]
+        if len(money) != kinds["fund.receipt"] + kinds["fund.disbursement"]:
+            # A receipt or disbursement without its posting: read it from the leaf.
+            posted = {m[0] for m in money}
+            money += [
+                verifier.SummaryBuilder.money(_leaf(r[1]))
+                for r in present
+                if r[2] in MONETARY_KINDS and r[0] not in posted
+            ]
+            money.sort()
+        end = start + len(leaves)
+        self.summaries.add_range(start, end, kinds, money, len(leaves) - len(present))
+        if not parsed:
+            return
+        for r in present:
+            kind = r[2]
+            if kind in MONETARY_KINDS or not _parsed(kind):
+                continue
+            leaf = _leaf(r[1])
+            if kind in verifier.SUMMARY_KINDS or kind.startswith("procurement."):
+                self.summaries.add(leaf)
+            else:
+                self.summaries.count(kind)
+            if kind.startswith("procurement.") or kind == "correction.reversal":
+                self.procurement.append(leaf)
+            elif kind.startswith("opinion."):
+                self.opinions.append((r[0], leaf))
+            elif kind == "disclosure.published":
+                self.disclosures.append((leaf["body"]["period"], leaf["body"]["tree_size"]))
+
+    def _month(self, month: dt.date) -> str:
+        text = self._months[month] = month.strftime("%Y-%m")
+        return text
+
+
+def _leaf(line: bytes) -> Any:
+    """The leaf of an entries.ndjson line made by ``_EntryRows.LEAVES``."""
+    return orjson.loads(line)["leaf"]
+
+
+def _entry_lines(part: _Range, variant: str) -> tuple[bytes, list[Any]]:
+    """A range's lines of entries.ndjson, and its rows shown in full.
+
+    The public variant shows a leaf only if it was approved for publication by the
+    close; any other leaf's line keeps its index and leaf hash only.
+    """
+    if variant == "full":
+        return b"".join([r[1] for r in part.leaves]), part.leaves
+    lines, present = [], []
+    for r in part.leaves:
+        index, line, kind, visibility = r
+        decision = "approved" if index in part.approved else None
+        if status_of(kind, visibility, decision) == "approved":
+            lines.append(line)
+            present.append(r)
+        else:  # the line ends with "leaf_hash":"<64 hex digits>"}\n
+            lines.append(_STUB_LINE % (index, line[-67:-3]))
+    return b"".join(lines), present
+
+
 async def _write_payload(
     conn: Any, settings: Settings, signer: NoteSigner, payload: _Payload, org: str,
     org_name: str, year: int, variant: str, closed: Any,
 ) -> None:  # fmt: skip
     size = closed["final_size"]
     closed_at = closed["closed_at"]
-    summaries = verifier.SummaryBuilder()
-    procurement: list[dict[str, Any]] = []
-    opinion_lines: list[tuple[int, dict[str, Any]]] = []
-    disclosures: list[tuple[str, int]] = []
+    carried = _Carried()
+    summaries = carried.summaries
 
-    # entries.ndjson, read in index ranges of CHUNK leaves (see _EntryRows). A
-    # receipt's or disbursement's summary comes from its fund posting (line 0: the
-    # fund's side, same fund code and amount as the body; the verifier recomputes it
-    # from the leaf), not from parsing.
+    # entries.ndjson, read in index ranges of CHUNK leaves (see _EntryRows).
     w = payload.open("entries.ndjson")
-    shown_line = b'{"index":%d,"leaf":%s,"leaf_hash":"%s"}\n'
-    stub_line = b'{"index":%d,"leaf_hash":"%s"}\n'
     reader = _EntryRows(conn, org, year, size, closed_at, decisions=variant != "full")
-    async with contextlib.aclosing(reader.rows()) as rows:
-        async for r in rows:
-            index, digest, raw, kind, visibility, month, decision, fund, fen = r
-            if variant != "full" and status_of(kind, visibility, decision) != "approved":
-                w.write(stub_line % (index, digest.hex().encode()))
-                summaries.add(None)
-                continue
-            # The stored leaf is canonical already: splice it into the canonical line
-            # (keys sort as index < leaf < leaf_hash) instead of re-encoding it.
-            w.write(shown_line % (index, raw, digest.hex().encode()))
-            if fund is not None and kind in MONETARY_KINDS:
-                summaries.add_money(index, kind, fund, month, abs(fen))
-                continue
-            if not _parsed(kind):
-                summaries.count(kind)
-                continue
-            leaf = orjson.loads(raw)
-            if kind in verifier.SUMMARY_KINDS or kind.startswith("procurement."):
-                summaries.add(leaf)
-            else:
-                summaries.count(kind)
-            if kind.startswith("procurement.") or kind == "correction.reversal":
-                procurement.append(leaf)
-            elif kind.startswith("opinion."):
-                opinion_lines.append((index, leaf))
-            elif kind == "disclosure.published":
-                disclosures.append((leaf["body"]["period"], leaf["body"]["tree_size"]))
+    async with contextlib.aclosing(reader.ranges()) as ranges:
+        async for part in ranges:
+            lines, present = _entry_lines(part, variant)
+            w.write(lines)
+            carried.add_range(part, present)
     payload.done("entries.ndjson", w)
 
     final = await conn.fetchrow(
@@ -399,7 +491,7 @@ async def _write_payload(
     payload.put("vkey.txt", (signer.vkey() + "\n").encode())
 
     proofs = []
-    for period, tree_size in sorted(disclosures):
+    for period, tree_size in sorted(carried.disclosures):
         if not 0 < tree_size <= size:
             continue
         path = await log_reads.consistency_proof(conn, org, year, tree_size, size)
@@ -425,7 +517,7 @@ async def _write_payload(
 
     # Opinions: the events of the year's log; the full variant adds personal data as stored.
     w = payload.open("opinions.ndjson")
-    for index, leaf in opinion_lines:
+    for index, leaf in carried.opinions:
         line = {"index": index, "kind": leaf["kind"], "occurred_on": leaf["occurred_on"],
                 "body": leaf["body"]}  # fmt: skip
         if variant == "full" and leaf["kind"] in ("opinion.submitted", "opinion.supplied"):
@@ -444,6 +536,7 @@ async def _write_payload(
         payload.put(f"summaries/{name}", data)
     payload.put("summaries/datapackage.json", _json_file(verifier.datapackage(variant, org, year)))
 
+    procurement = carried.procurement
     package = build_release_package(
         procurement,
         ocid_prefix=settings.ocid_prefix,

@@ -595,7 +595,8 @@ class _Tender:
 
 
 #: Kinds whose leaves the summaries read beyond counting them (with procurement.*).
-SUMMARY_KINDS = frozenset({"fund.receipt", "fund.disbursement", "correction.reversal"})
+MONEY_KINDS = frozenset({"fund.receipt", "fund.disbursement"})
+SUMMARY_KINDS = MONEY_KINDS | {"correction.reversal"}
 _SUMMARY_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
@@ -701,6 +702,66 @@ class SummaryBuilder:
         self._money_fund.extend([ids[v] if v >= 0 else -ids[-v] for v in part._money_fund])
         self._money_fen.extend(part._money_fen)
 
+    def add_range(
+        self,
+        first: int,
+        end: int,
+        kinds: Mapping[str, int],
+        money: Iterable[tuple[int, str, str, str, int]],
+        hash_only: int = 0,
+    ) -> None:
+        """Add leaves ``first`` to ``end - 1`` at once (a bundle builder's shortcut).
+
+        ``kinds`` counts, by kind, the leaves of the range that this call adds;
+        ``money`` holds the receipts and disbursements among them as ``money`` reads
+        them, in index order; ``hash_only`` counts the range's hash-only lines. The
+        result is that of ``add_money``, ``count`` and ``add(None)`` of each leaf in
+        index order. Leaves of the range that need ``add`` (reversals, procurement)
+        are added after this call, in index order.
+        """
+        if first < len(self._money_fund) or end < first:
+            raise ValueError(f"cannot add leaves {first} to {end - 1}: out of order")
+        funds = [0] * (end - first)
+        fens = [0] * (end - first)
+        flows, ids, last, added = self.flows, self._fund_ids, first - 1, 0
+        for index, kind, fund, month, fen in money:
+            if not last < index < end:
+                raise ValueError(f"leaf {index} ({kind}): leaf index out of order")
+            last = index
+            fund_id = ids.get(fund)
+            if fund_id is None:
+                fund_id = ids[fund] = len(ids) + 1
+                self.funds.append(fund)
+            row = flows.get((fund, month))
+            if row is None:
+                row = flows[(fund, month)] = [0, 0, 0, 0]
+            if kind == "fund.receipt":
+                funds[index - first] = fund_id
+                row[0] += fen
+                row[2] += 1
+            elif kind == "fund.disbursement":
+                funds[index - first] = -fund_id
+                row[1] += fen
+                row[3] += 1
+            else:
+                raise ValueError(f"leaf {index} ({kind}): not a receipt or disbursement")
+            fens[index - first] = fen
+            added += 1
+        if added != kinds.get("fund.receipt", 0) + kinds.get("fund.disbursement", 0):
+            raise ValueError(f"leaves {first} to {end - 1}: money and kinds disagree")
+        for kind, n in kinds.items():
+            added_only = kind in SUMMARY_KINDS or kind.startswith("procurement.")
+            if added_only and kind not in MONEY_KINDS:
+                raise ValueError(f"{kind} leaves must be added, not counted")
+            self.kinds[kind] = self.kinds.get(kind, 0) + n
+        self.hash_only += hash_only
+        pad = first - len(self._money_fund)
+        if pad:
+            self._money_fund.extend([0] * pad)
+            self._money_fen.extend([0] * pad)
+        self._money_fund.extend(funds)
+        self._money_fen.extend(fens)
+
     def add_money(self, index: int, kind: str, fund: str, month: str, fen: int) -> None:
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
         try:
@@ -739,7 +800,7 @@ class SummaryBuilder:
             raise ValueError("body is not an object")
         month = _str(leaf["occurred_on"], "occurred_on")[:7]
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
-        if kind in ("fund.receipt", "fund.disbursement"):
+        if kind in MONEY_KINDS:
             fund = _str(body["fund_code"], "fund_code")
             self._money(index, kind, fund, month, _fen(body["amount"], "amount"))
         elif kind == "correction.reversal":
