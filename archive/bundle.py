@@ -287,6 +287,11 @@ class _Range:
     leaves: list[Any]  # (idx, line of entries.ndjson, kind, visibility), in index order
     money: list[Any]  # (idx, fund_code, amount_fen, month as a date): posting line 0
     approved: set[int]  # indexes approved by a review made up to the close (public only)
+    # Full variant: the receipts' and disbursements' postings summed, (fund_code, month,
+    # flow, count, fen), instead of ``money``; and the money of the leaves its
+    # reversals target, {idx: (fund_code, amount_fen)}.
+    flows: list[Any] | None = None
+    targets: dict[int, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
 
 class _EntryRows:
@@ -323,6 +328,22 @@ class _EntryRows:
     POSTINGS = """SELECT idx, fund_code, amount_fen, month FROM postings
                   WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4 AND line = 0
                   ORDER BY org, year, idx, line"""
+    # A receipt's fund posting (line 0) is positive with flow receipt, a disbursement's
+    # negative with flow disbursement; a reversal's mirrors its target's, so it has the
+    # other sign (ledger.books). Summed by fund, month and flow, these are the range's
+    # fund flows, and the counts are checked against the range's kinds.
+    # (Read as its primary key's range too: ordered in a subquery, which is not
+    # flattened, so the smaller postings_account cannot serve it.)
+    FLOWS = """SELECT fund_code, month, flow, count(*), sum(amount_fen)::bigint
+               FROM (SELECT fund_code, month, flow, amount_fen FROM postings
+                     WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4 AND line = 0
+                       AND (amount_fen > 0) = (flow = 'receipt')
+                     ORDER BY org, year, idx, line) range
+               GROUP BY fund_code, month, flow"""
+    TARGETS = """SELECT idx, fund_code, amount_fen FROM postings
+                 WHERE org = $1 AND year = $2 AND idx = ANY($3::bigint[]) AND line = 0
+                   AND (amount_fen > 0) = (flow = 'receipt')
+                 ORDER BY org, year, idx, line"""
     REVIEWS = """SELECT target_index FROM reviews
                  WHERE org = $1 AND target_year = $2 AND target_index >= $3
                    AND target_index < $4 AND reviewed_at <= $5 AND decision = 'approved'
@@ -340,11 +361,27 @@ class _EntryRows:
         leaves = await self.conn.fetch(self.LEAVES, *args)
         if len(leaves) != end - start or (leaves and leaves[-1][0] != end - 1):
             raise Conflict(f"{self.org}/{self.year}: leaves {start} to {end - 1} are not all there")
-        money = await self.conn.fetch(self.POSTINGS, *args)
-        approved: set[int] = set()
-        if self.decisions:
+        if self.decisions:  # public: money and decisions leaf by leaf
+            money = await self.conn.fetch(self.POSTINGS, *args)
             approved = {r[0] for r in await self.conn.fetch(self.REVIEWS, *args, self.closed_at)}
-        return _Range(start, leaves, money, approved)
+            return _Range(start, leaves, money, approved)
+        part = _Range(start, leaves, [], set(), await self.conn.fetch(self.FLOWS, *args))
+        counted = collections.Counter({"receipt": 0, "disbursement": 0})
+        for r in part.flows or ():
+            counted[r[2]] += r[3]
+        kinds = collections.Counter(r[2] for r in leaves if r[2] in MONETARY_KINDS)
+        if counted != {f: kinds[f"fund.{f}"] for f in ("receipt", "disbursement")}:
+            # Not one posting each (a leaf without its posting): leaf by leaf.
+            part.flows, part.money = None, await self.conn.fetch(self.POSTINGS, *args)
+        targets = {
+            t
+            for r in leaves
+            if r[2] == "correction.reversal" and (t := _target_index(r[1])) is not None
+        }
+        if targets:
+            rows = await self.conn.fetch(self.TARGETS, self.org, self.year, sorted(targets))
+            part.targets = {r[0]: (r[1], r[2]) for r in rows}
+        return part
 
     async def ranges(self) -> AsyncGenerator[_Range, None]:
         await self.conn.execute(self.PLAN)
@@ -368,11 +405,33 @@ class _EntryRows:
 _STUB_LINE = b'{"index":%d,"leaf_hash":"%s"}\n'
 
 
+def _target_index(line: bytes) -> int | None:
+    body = _leaf(line).get("body")
+    target = body.get("target_index") if isinstance(body, dict) else None
+    return target if type(target) is int else None
+
+
+class _Summaries(verifier.SummaryBuilder):
+    """The verifier's summaries, told the money of reversal targets by the database
+    when ranges are added from sums (``add_flows``) rather than leaf by leaf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: dict[int, tuple[str, int]] = {}  # idx -> (fund_code, amount_fen)
+
+    def _money_at(self, index: int) -> tuple[int, int]:
+        posted = self.targets.get(index)
+        if posted is None:
+            return super()._money_at(index)
+        fund, fen = posted
+        return (self.fund_id(fund) if fen > 0 else -self.fund_id(fund)), abs(fen)
+
+
 @dataclasses.dataclass
 class _Carried:
     """What the build keeps of the year's leaves beside entries.ndjson."""
 
-    summaries: verifier.SummaryBuilder = dataclasses.field(default_factory=verifier.SummaryBuilder)
+    summaries: _Summaries = dataclasses.field(default_factory=_Summaries)
     procurement: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     opinions: list[tuple[int, dict[str, Any]]] = dataclasses.field(default_factory=list)
     disclosures: list[tuple[str, int]] = dataclasses.field(default_factory=list)
@@ -398,6 +457,16 @@ class _Carried:
             for r in present:
                 shown[r[0] - start] = 1
         months = self._months
+        self.summaries.targets.update(part.targets)
+        if part.flows is not None:  # every leaf present, money summed by the database
+            flows = [
+                (fund, months.get(month) or self._month(month),
+                 "fund.receipt" if flow == "receipt" else "fund.disbursement", abs(fen), n)
+                for fund, month, flow, n, fen in part.flows
+            ]  # fmt: skip
+            self.summaries.add_flows(start, start + len(leaves), kinds, flows)
+            self._parse(present if parsed else [])
+            return
         money = [
             (i, kind, fund, months.get(month) or self._month(month), abs(fen))
             for i, fund, fen, month in part.money
@@ -415,8 +484,9 @@ class _Carried:
             money.sort()
         end = start + len(leaves)
         self.summaries.add_range(start, end, kinds, money, len(leaves) - len(present))
-        if not parsed:
-            return
+        self._parse(present if parsed else [])
+
+    def _parse(self, present: list[Any]) -> None:
         for r in present:
             kind = r[2]
             if kind in MONETARY_KINDS or not _parsed(kind):

@@ -728,10 +728,7 @@ class SummaryBuilder:
             if not last < index < end:
                 raise ValueError(f"leaf {index} ({kind}): leaf index out of order")
             last = index
-            fund_id = ids.get(fund)
-            if fund_id is None:
-                fund_id = ids[fund] = len(ids) + 1
-                self.funds.append(fund)
+            fund_id = ids.get(fund) or self.fund_id(fund)
             row = flows.get((fund, month))
             if row is None:
                 row = flows[(fund, month)] = [0, 0, 0, 0]
@@ -747,7 +744,58 @@ class SummaryBuilder:
                 raise ValueError(f"leaf {index} ({kind}): not a receipt or disbursement")
             fens[index - first] = fen
             added += 1
-        if added != kinds.get("fund.receipt", 0) + kinds.get("fund.disbursement", 0):
+        self._count_range(first, end, kinds, added, hash_only)
+        pad = first - len(self._money_fund)
+        if pad:
+            self._money_fund.extend([0] * pad)
+            self._money_fen.extend([0] * pad)
+        self._money_fund.extend(funds)
+        self._money_fen.extend(fens)
+
+    def add_flows(
+        self,
+        first: int,
+        end: int,
+        kinds: Mapping[str, int],
+        flows: Iterable[tuple[str, str, str, int, int]],
+    ) -> None:
+        """Add leaves ``first`` to ``end - 1`` from sums (a bundle builder's shortcut).
+
+        Like ``add_range``, but the receipts and disbursements come summed by fund,
+        month and kind: ``(fund, month, kind, fen, count)``. Their amounts are not
+        kept leaf by leaf: a later reversal finds its target through ``_money_at``,
+        which the builder provides.
+        """
+        if first < len(self._money_fund) or end < first:
+            raise ValueError(f"cannot add leaves {first} to {end - 1}: out of order")
+        added = 0
+        for fund, month, kind, fen, count in flows:
+            if kind not in MONEY_KINDS:
+                raise ValueError(f"{kind} is not a receipt or disbursement")
+            self.fund_id(fund)
+            self._flow(fund, month, kind, fen, count)
+            added += count
+        self._count_range(first, end, kinds, added, 0)
+
+    def fund_id(self, fund: str) -> int:
+        """The builder's number for a fund code (from 1, in order of first sight)."""
+        fund_id = self._fund_ids.get(fund)
+        if fund_id is None:
+            fund_id = self._fund_ids[fund] = len(self._fund_ids) + 1
+            self.funds.append(fund)
+        return fund_id
+
+    def _money_at(self, index: int) -> tuple[int, int]:
+        """``(fund number, fen)`` of the receipt (+) or disbursement (-) at ``index``,
+        ``(0, 0)`` if no present leaf there is one."""
+        if 0 <= index < len(self._money_fund):
+            return self._money_fund[index], self._money_fen[index]
+        return 0, 0
+
+    def _count_range(
+        self, first: int, end: int, kinds: Mapping[str, int], money: int, hash_only: int
+    ) -> None:
+        if money != kinds.get("fund.receipt", 0) + kinds.get("fund.disbursement", 0):
             raise ValueError(f"leaves {first} to {end - 1}: money and kinds disagree")
         for kind, n in kinds.items():
             added_only = kind in SUMMARY_KINDS or kind.startswith("procurement.")
@@ -755,12 +803,6 @@ class SummaryBuilder:
                 raise ValueError(f"{kind} leaves must be added, not counted")
             self.kinds[kind] = self.kinds.get(kind, 0) + n
         self.hash_only += hash_only
-        pad = first - len(self._money_fund)
-        if pad:
-            self._money_fund.extend([0] * pad)
-            self._money_fen.extend([0] * pad)
-        self._money_fund.extend(funds)
-        self._money_fen.extend(fens)
 
     def add_money(self, index: int, kind: str, fund: str, month: str, fen: int) -> None:
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
@@ -772,9 +814,7 @@ class SummaryBuilder:
     def _money(self, index: int, kind: str, fund: str, month: str, fen: int) -> None:
         if index < len(self._money_fund):
             raise ValueError("leaf index out of order")
-        fund_id = self._fund_ids.setdefault(fund, len(self._fund_ids) + 1)
-        if fund_id > len(self.funds):
-            self.funds.append(fund)
+        fund_id = self.fund_id(fund)
         pad = index - len(self._money_fund)
         if pad:
             self._money_fund.extend([0] * pad)
@@ -809,10 +849,9 @@ class SummaryBuilder:
                 return  # a reversal of another year's entry: not in this bundle
             if target in self.reversed or target >= index:
                 return
-            code = self._money_fund[target] if 0 <= target < len(self._money_fund) else 0
+            code, fen = self._money_at(target)
             if code:
                 t_kind = "fund.receipt" if code > 0 else "fund.disbursement"
-                fen = self._money_fen[target]
                 self._flow(self.funds[abs(code) - 1], month, t_kind, -fen, -1)
                 self.reversed.add(target)
             elif target in self.events:

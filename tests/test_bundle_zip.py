@@ -93,6 +93,22 @@ def _year_of_leaves(rng: random.Random, n: int) -> list[dict[str, Any]]:
     return leaves
 
 
+def _flows(leaves: list[dict[str, Any]]) -> list[tuple[str, Any, str, int, int]]:
+    """(fund_code, month, flow, count, fen) of the receipts and disbursements: their
+    fund postings summed, as ``_EntryRows.FLOWS`` reads them."""
+    import datetime as dt
+
+    sums: dict[tuple[str, Any, str], list[int]] = {}
+    for leaf in leaves:
+        if leaf["kind"] in ("fund.receipt", "fund.disbursement"):
+            month = dt.date.fromisoformat(leaf["occurred_on"]).replace(day=1)
+            key = (leaf["body"]["fund_code"], month, leaf["kind"].removeprefix("fund."))
+            row = sums.setdefault(key, [0, 0])
+            row[0] += 1
+            row[1] += _fund_fen(leaf)
+    return [(*key, n, fen) for key, (n, fen) in sums.items()]
+
+
 def _fund_fen(leaf: dict[str, Any]) -> int:
     whole, _, part = leaf["body"]["amount"].partition(".")
     fen = int(whole) * 100 + int(part)
@@ -135,6 +151,15 @@ def test_range_summaries_equal_the_verifiers(seed: int) -> None:
             if leaf["kind"] in ("fund.receipt", "fund.disbursement") and rng.random() < 0.9
         ]  # fmt: skip
         part = bundle._Range(start, rows, money, set())
+        if not public:  # the full variant: the money of reversals' targets from postings
+            part.targets = {
+                t: (leaves[t]["body"]["fund_code"], _fund_fen(leaves[t]))
+                for leaf in leaves[start:end]
+                if leaf["kind"] == "correction.reversal"
+                and leaves[t := leaf["body"]["target_index"]]["kind"] in V.MONEY_KINDS
+            }
+            if rng.random() < 0.5:  # and sums of postings (_EntryRows.FLOWS)
+                part.money, part.flows = [], _flows(leaves[start:end])
         carried.add_range(part, [r for r in rows if shown[r[0]]])
         start = end
     present = [leaf if ok else None for leaf, ok in zip(leaves, shown, strict=True)]

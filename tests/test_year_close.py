@@ -285,6 +285,7 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
         for sql, args, pkey in [
             (bundle._EntryRows.LEAVES, ("unseen-org", 2024, 5000, 10000), "leaves_pkey"),
             (bundle._EntryRows.POSTINGS, ("unseen-org", 2024, 5000, 10000), "postings_pkey"),
+            (bundle._EntryRows.TARGETS, ("unseen-org", 2024, [5, 7000]), "postings_pkey"),
             (
                 bundle._EntryRows.REVIEWS,
                 ("unseen-org", 2024, 5000, 10000, dt.datetime.now(dt.UTC)),
@@ -296,4 +297,17 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
             assert node["Node Type"] in ("Index Scan", "Index Only Scan"), (pkey, node)
             assert node["Index Name"] == pkey
             assert "Plans" not in node  # nothing above or below the scan: no sort
+        # The full variant's sums: hashed, over the range of the primary key.
+        plan = json.loads(
+            await conn.fetchval(
+                "EXPLAIN (FORMAT JSON) " + bundle._EntryRows.FLOWS, "unseen-org", 2024, 5000, 10000
+            )
+        )[0]
+        node = plan["Plan"]
+        assert node["Node Type"] == "Aggregate" and node["Strategy"] == "Hashed", node
+        (scan,) = node["Plans"]
+        while scan["Node Type"] == "Subquery Scan":
+            (scan,) = scan["Plans"]
+        assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
+        assert scan["Index Name"] == "postings_pkey" and "Plans" not in scan
         await tx.rollback()
