@@ -26,6 +26,7 @@ import datetime as dt
 import gc
 import hashlib
 import json
+import operator
 import os
 import tempfile
 import zipfile
@@ -78,7 +79,7 @@ class BuiltBundle:
     payload_oxum: str
 
 
-def _deflate(chunk: bytes, window: bytes) -> bytes:
+def _deflate(chunk: bytes | memoryview, window: bytes) -> bytes:
     """Raw deflate of one chunk, primed with the 32 KiB before it, ending byte-aligned.
 
     Chunks deflated this way, one after another, make one deflate stream (as pigz
@@ -144,24 +145,24 @@ class _Member:
             # the deflate stream does not depend on how the caller split its writes.
             whole = b"".join(self._buf)
             cut = len(whole) - len(whole) % self.CHUNK_BYTES
-            view = memoryview(whole)
+            view = memoryview(whole)  # chunks are views of it, not copies
             for at in range(0, cut, self.CHUNK_BYTES):
-                self._flush(bytes(view[at : at + self.CHUNK_BYTES]))
+                self._flush(view[at : at + self.CHUNK_BYTES])
             self._buf = [whole[cut:]] if cut < len(whole) else []
             self._buffered = len(whole) - cut
 
-    def _flush(self, chunk: bytes) -> None:
+    def _flush(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
         if self._deflated is not None:
             self._deflated.ready.append(
                 self._payload.deflaters.submit(_deflate, chunk, self._window)
             )
-            self._window = chunk[-32768:]
+            self._window = bytes(chunk[-32768:])
         self._pending.append(self._payload.writer.submit(self._write_chunk, chunk))
         while len(self._pending) > self.IN_FLIGHT:
             self._pending.popleft().result()
 
-    def _write_chunk(self, chunk: bytes) -> None:
+    def _write_chunk(self, chunk: bytes | memoryview) -> None:
         self._sha.update(chunk)
         self._dst.write(chunk)
 
@@ -236,8 +237,12 @@ async def build_bundle(
     """Build, zip and store one variant of a closed year's bundle."""
     if variant not in ("full", "public"):
         raise ValueError(variant)
+    # Not open_items: for a large year it is tens of megabytes the bundle does not carry.
     closed = await conn.fetchrow(
-        "SELECT * FROM year_closes WHERE org = $1 AND year = $2", org, year
+        """SELECT final_size, closed_at, closed_on, annual_report FROM year_closes
+           WHERE org = $1 AND year = $2""",
+        org,
+        year,
     )
     if closed is None:
         if await conn.fetchval("SELECT 1 FROM logs WHERE org = $1 AND year = $2", org, year):
@@ -291,6 +296,7 @@ class _Range:
     # flow, count, fen), instead of ``money``; and the money of the leaves its
     # reversals target, {idx: (fund_code, amount_fen)}.
     flows: list[Any] | None = None
+    kinds: collections.Counter[str] | None = None  # the leaves by kind (full variant)
     targets: dict[int, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
 
@@ -358,6 +364,9 @@ class _EntryRows:
     async def _range(self, start: int) -> _Range:
         end = min(start + CHUNK, self.size)
         args = (self.org, self.year, start, end)
+        # The small sums first: then the leaves stream in while the caller writes the
+        # range before.
+        flows = None if self.decisions else await self.conn.fetch(self.FLOWS, *args)
         leaves = await self.conn.fetch(self.LEAVES, *args)
         if len(leaves) != end - start or (leaves and leaves[-1][0] != end - 1):
             raise Conflict(f"{self.org}/{self.year}: leaves {start} to {end - 1} are not all there")
@@ -365,19 +374,21 @@ class _EntryRows:
             money = await self.conn.fetch(self.POSTINGS, *args)
             approved = {r[0] for r in await self.conn.fetch(self.REVIEWS, *args, self.closed_at)}
             return _Range(start, leaves, money, approved)
-        part = _Range(start, leaves, [], set(), await self.conn.fetch(self.FLOWS, *args))
+        part = _Range(start, leaves, [], set(), flows)
+        part.kinds = kinds = collections.Counter(map(_KIND, leaves))
         counted = collections.Counter({"receipt": 0, "disbursement": 0})
         for r in part.flows or ():
             counted[r[2]] += r[3]
-        kinds = collections.Counter(r[2] for r in leaves if r[2] in MONETARY_KINDS)
         if counted != {f: kinds[f"fund.{f}"] for f in ("receipt", "disbursement")}:
             # Not one posting each (a leaf without its posting): leaf by leaf.
             part.flows, part.money = None, await self.conn.fetch(self.POSTINGS, *args)
-        targets = {
-            t
-            for r in leaves
-            if r[2] == "correction.reversal" and (t := _target_index(r[1])) is not None
-        }
+        targets = set()
+        if kinds["correction.reversal"]:
+            targets = {
+                t
+                for r in leaves
+                if r[2] == "correction.reversal" and (t := _target_index(r[1])) is not None
+            }
         if targets:
             rows = await self.conn.fetch(self.TARGETS, self.org, self.year, sorted(targets))
             part.targets = {r[0]: (r[1], r[2]) for r in rows}
@@ -403,6 +414,9 @@ class _EntryRows:
 
 
 _STUB_LINE = b'{"index":%d,"leaf_hash":"%s"}\n'
+
+
+_KIND = operator.itemgetter(2)  # of a row of _EntryRows.LEAVES
 
 
 def _target_index(line: bytes) -> int | None:
@@ -447,7 +461,10 @@ class _Carried:
         disclosures).
         """
         leaves, start = part.leaves, part.start
-        kinds = collections.Counter(r[2] for r in present)
+        if present is leaves and part.kinds is not None:
+            kinds = part.kinds.copy()
+        else:
+            kinds = collections.Counter(map(_KIND, present))
         parsed = [k for k in kinds if k not in MONETARY_KINDS and _parsed(k)]
         for kind in parsed:
             del kinds[kind]
