@@ -894,3 +894,44 @@ def test_summaries_merged_from_pieces_equal_one_pass(tmp_path: Path, bad: int | 
         assert many.roots_at == one.roots_at
     else:
         assert one.summary_error is not None and f"line {bad + 1}:" in one.summary_error
+
+
+@pytest.mark.parametrize(
+    ("line", "canonical"),
+    [
+        (b'{"index":4,"leaf_hash":"ab"}', True),
+        ('{"a":"示范\\n\\u001f","b":[1,-2,{"c":null}]}'.encode(), True),
+        (b'{"index": 4,"leaf_hash":"ab"}', False),  # whitespace
+        (b'{"leaf_hash":"ab","index":4}', False),  # key order
+        (b'{"a":1,"a":1}', False),  # duplicate key
+        (b'{"a":"\\u0041"}', False),  # an escape JCS does not use
+        (b'{"a":1} ', ValueError),  # trailing data
+        (b' {"a":1}', ValueError),  # leading whitespace
+        (b'{"a":1}{"b":2}', ValueError),
+        (b"", ValueError),
+        (b'{"a":', ValueError),
+        (b'{"a":1.5}', ValueError),  # no floats
+        (b'{"a":NaN}', ValueError),
+        (b'{"a":9007199254740992}', ValueError),  # beyond ±(2**53 - 1)
+        (b'{"a":"\xff"}', ValueError),  # not UTF-8
+    ],
+)
+def test_standard_library_line_parsing(
+    line: bytes, canonical: bool | type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The standard-library path calls the json module's scanner and C encoder directly:
+    it accepts exactly one JSON value filling the line, and says whether the line is in
+    canonical form; with and without the C encoder."""
+    assert V._encode_chunks is not None  # CPython has the C encoder
+    monkeypatch.setattr(V, "_orjson", None)
+    for encoder in (V._encode_chunks, None):
+        monkeypatch.setattr(V, "_encode_chunks", encoder)
+        if canonical is ValueError:
+            with pytest.raises(ValueError):
+                V._parse_line(line)
+            continue
+        entry, is_canonical = V._parse_line(line)
+        assert is_canonical is canonical
+        assert entry == json.loads(line)
+        if canonical:
+            assert rfc8785.dumps(entry) == line
