@@ -101,28 +101,33 @@ def stored_level(level: int) -> bool:
     return level == TILE or level >= 2 * TILE
 
 
+# One row per read: the log's size (level -1, in idx), each tile (level 0 or TILE,
+# its first index in idx, its hashes in order), and the high nodes (level -2, their
+# hashes in the order asked for, NULL where one is missing). Arrays rather than a
+# row a hash: a proof is about 50 hashes, and decoding them as rows was a fifth of
+# the server's time on proofs.
 _PROOF_NODES = f"""
-SELECT -1::smallint AS level, size AS idx, root AS hash FROM logs WHERE org = $1 AND year = $2
+SELECT -1::smallint AS level, size AS idx, NULL::bytea[] AS hashes
+FROM logs WHERE org = $1 AND year = $2
 UNION ALL
-SELECT 0::smallint, l.idx, l.leaf_hash
+SELECT 0::smallint, b.lo, (
+    SELECT array_agg(leaf_hash ORDER BY idx) FROM (
+        SELECT idx, leaf_hash FROM leaves
+        WHERE org = $1 AND year = $2 AND idx >= b.lo AND idx < b.hi
+        ORDER BY idx LIMIT {1 << TILE}) l)
 FROM unnest($3::bigint[], $4::bigint[]) AS b(lo, hi)
-CROSS JOIN LATERAL (
-    SELECT idx, leaf_hash FROM leaves
-    WHERE org = $1 AND year = $2 AND idx >= b.lo AND idx < b.hi
-    ORDER BY idx LIMIT {1 << TILE}
-) l
 UNION ALL
-SELECT {TILE}::smallint, t.idx, t.hash
+SELECT {TILE}::smallint, b.lo, (
+    SELECT array_agg(hash ORDER BY idx) FROM (
+        SELECT idx, hash FROM tree_nodes
+        WHERE org = $1 AND year = $2 AND level = {TILE} AND idx >= b.lo AND idx < b.hi
+        ORDER BY idx LIMIT {1 << TILE}) t)
 FROM unnest($5::bigint[], $6::bigint[]) AS b(lo, hi)
-CROSS JOIN LATERAL (
-    SELECT idx, hash FROM tree_nodes
-    WHERE org = $1 AND year = $2 AND level = {TILE} AND idx >= b.lo AND idx < b.hi
-    ORDER BY idx LIMIT {1 << TILE}
-) t
 UNION ALL
-SELECT level, idx, hash FROM tree_nodes
-WHERE org = $1 AND year = $2
-  AND (level, idx) IN (SELECT * FROM unnest($7::smallint[], $8::bigint[]))
+SELECT -2::smallint, 0, array_agg(t.hash ORDER BY w.n)
+FROM unnest($7::smallint[], $8::bigint[]) WITH ORDINALITY AS w(level, idx, n)
+LEFT JOIN tree_nodes t ON t.org = $1 AND t.year = $2 AND t.level = w.level AND t.idx = w.idx
+HAVING count(*) > 0
 """
 
 
@@ -170,25 +175,33 @@ async def _proof_nodes(
     Raises NotFound for an unknown log and InvalidInput when ``size`` (the
     parameter called ``size_name``) is beyond the log's size.
     """
-    rows = await conn.fetch(_PROOF_NODES, org, year, *_proof_args(nodes, size))
-    head = [r["idx"] for r in rows if r["level"] < 0]
+    args = _proof_args(nodes, size)
+    head: list[int] = []
+    tiles: dict[tuple[int, int], list[bytes]] = {}
+    high: list[bytes | None] = []
+    for level, idx, hashes in await conn.fetch(_PROOF_NODES, org, year, *args):
+        if level == -1:
+            head.append(idx)
+        elif level == -2:
+            high = hashes
+        elif hashes is not None:
+            tiles[(level, idx)] = hashes
     if not head:
         raise NotFound(f"{org} has no log for {year}", log=f"{org}/{year}")
     _check_size(head[0], size_name, size)
-    read = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows if r["level"] >= 0}
     found: dict[tuple[int, int], bytes] = {}
+    for key, h in zip(zip(args[4], args[5], strict=True), high, strict=False):
+        if h is not None:
+            found[key] = h
     for level, idx in nodes:
         if level >= 2 * TILE:
-            if (level, idx) in read:
-                found[(level, idx)] = read[(level, idx)]
             continue
         base = 0 if level < TILE else TILE
         first, span = idx << (level - base), 1 << (level - base)
-        try:
-            hashes = [read[(base, i)] for i in range(first, first + span)]
-        except KeyError:
-            continue  # reported as missing below
-        found[(level, idx)] = _perfect_hash(hashes)
+        lo = first >> TILE << TILE  # the tile holding them
+        block = tiles.get((base, lo), [])[first - lo : first - lo + span]
+        if len(block) == span:
+            found[(level, idx)] = _perfect_hash(block)
     missing = nodes - found.keys()
     if missing:
         raise RuntimeError(f"log {org}/{year} is missing subtree hashes {sorted(missing)[:3]}")
