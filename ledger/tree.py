@@ -120,6 +120,8 @@ def range_nodes(start: int, end: int) -> list[tuple[int, int]]:
         # A misaligned range is not an RFC subtree; its MTH would need the
         # recursive split, not perfect nodes, so refuse rather than mislead.
         raise ValueError(f"leaf range [{start}, {end}) is not aligned to a subtree")
+    if length == 1 << top:  # a perfect subtree (most ranges of a proof): one node
+        return [(top, start >> top)]
     nodes: list[tuple[int, int]] = []
     pos = start
     for level in range(top, -1, -1):
