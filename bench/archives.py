@@ -37,6 +37,7 @@ from ledger.checkpoint import signer_for
 from ledger.settings import Settings
 
 FUNDS = 4
+ROUNDS = 3  # archive_build: runs of the build and of its baseline, the median reported
 RSS_LIMIT_MIB = 256
 VERIFY_LIMIT_S = 10.0
 
@@ -72,7 +73,12 @@ async def ensure_archive(b: Bench) -> Archive:
     )
     b.log(f"archive: {load.describe()}; closing {year}")
     zip_path, close_s = await _close(b, org, year)
-    b.log(f"archive: closed in {close_s:.1f} s (both bundles built)")
+    b.log(f"archive: closed in {close_s:.1f} s (both bundles built); VACUUM (ANALYZE)")
+    # As for the reads: measured in the state of a live system minutes after the load.
+    # Before this, the planner's statistics had not seen the year (after the ten
+    # million entries of read_scaling), and the baseline's plan sorted a million
+    # leaves on disk: 4-5 s instead of well under one.
+    await infra.settle(b.dsn)
     b.archive = Archive(org, year, total, zip_path, load, close_s)
     return b.archive
 
@@ -88,9 +94,12 @@ async def _copy_sha256(dsn: str, org: str, year: int) -> tuple[float, int, str]:
         size += len(chunk)
 
     try:
+        # The build's reads have sorting off (archive.bundle._EntryRows.PLAN): so has
+        # the baseline, so it reads the primary key in order, whatever the statistics.
+        await conn.execute("SET enable_sort = off")
         started = time.perf_counter()
         await conn.copy_from_query(
-            "SELECT leaf FROM leaves WHERE org = $1 AND year = $2 ORDER BY idx",
+            "SELECT leaf FROM leaves WHERE org = $1 AND year = $2 ORDER BY org, year, idx",
             org,
             year,
             output=sink,
@@ -118,14 +127,22 @@ async def archive_build(b: Bench) -> dict[str, Any]:
         "--out",
         str(out),
     ]
-    b.log("archive_build: gongkai archive build --variant full")
-    run = await asyncio.to_thread(infra.run_timed, argv, b.env, b.sizes.scenario_timeout)
-    if run.returncode != 0:
-        raise RuntimeError(f"archive build exited with {run.returncode}:\n{run.output[-2000:]}")
+    # Each is run ROUNDS times, alternately (baseline first), and the median is
+    # taken: whichever runs first after the close reads a colder cache.
+    runs, bases = [], []
+    for i in range(ROUNDS):
+        bases.append(await _copy_sha256(b.dsn, arc.org, arc.year))
+        b.log(f"archive_build: round {i + 1}: baseline {bases[-1][0]:.2f} s; build")
+        run = await asyncio.to_thread(infra.run_timed, argv, b.env, b.sizes.scenario_timeout)
+        if run.returncode != 0:
+            raise RuntimeError(f"archive build exited with {run.returncode}:\n{run.output[-2000:]}")
+        runs.append(run)
+        b.log(f"archive_build: {run.seconds:.2f} s, {run.max_rss_mib:.0f} MiB")
+    run = sorted(runs, key=lambda r: r.seconds)[ROUNDS // 2]
+    base_s, base_bytes, _ = sorted(bases)[ROUNDS // 2]
+    rss = max(r.max_rss_mib for r in runs)
     m = re.search(r"full: (\S+)\s+sha256 ([0-9a-f]{64})\s+(\d+) bytes", run.output)
     same = m is not None and m.group(2) == arc.zip_path.stem
-    b.log(f"archive_build: {run.seconds:.1f} s, {run.max_rss_mib:.0f} MiB; COPY baseline")
-    base_s, base_bytes, _ = await _copy_sha256(b.dsn, arc.org, arc.year)
 
     zip_size = int(m.group(3)) if m else 0
     res.table(
@@ -134,7 +151,7 @@ async def archive_build(b: Bench) -> dict[str, Any]:
             {
                 "": "gongkai archive build --variant full",
                 "seconds": round(run.seconds, 2),
-                "peak RSS MiB": round(run.max_rss_mib, 1),
+                "peak RSS MiB": round(rss, 1),
                 "bytes": f"{zip_size:,} (zip)",
             },
             {
@@ -154,18 +171,27 @@ async def archive_build(b: Bench) -> dict[str, Any]:
     res.target("≤ 2 × the baseline's time", f"{r:.2f} ×", r <= 2)
     res.target(
         f"peak RSS ≤ {RSS_LIMIT_MIB} MiB",
-        f"{run.max_rss_mib:.0f} MiB",
-        run.max_rss_mib <= RSS_LIMIT_MIB,
+        f"{rss:.0f} MiB",
+        rss <= RSS_LIMIT_MIB,
     )
     res.note(
         f"Loading: {arc.load.describe()}. The year was then closed in-process with "
         f"`archive.close.close_year` in {arc.close_seconds:.1f} s (that builds the full and "
-        "the public bundle). The measured run is the command line in a child process "
-        "(migration check and key loading included); peak RSS is the child's own ru_maxrss "
-        "from wait4. It rebuilt the bundle byte for byte: "
+        "the public bundle), then VACUUM (ANALYZE) and CHECKPOINT ran, as for the reads. "
+        f"The build and the baseline ran {ROUNDS} times each, alternately, baseline first; "
+        "the table gives the median times ("
+        + ", ".join(f"{r.seconds:.2f}" for r in runs)
+        + " s built; "
+        + ", ".join(f"{x[0]:.2f}" for x in bases)
+        + " s baseline) and the largest peak RSS. The build is the command line in a child "
+        "process (migration check and key loading included); peak RSS is the child's own "
+        "ru_maxrss from wait4. It rebuilt the bundle byte for byte: "
         f"{'yes' if same else 'NO'} (same SHA-256 as at the close). The baseline is "
-        "`COPY (SELECT leaf FROM leaves WHERE org = … AND year = … ORDER BY idx) TO STDOUT "
-        "(FORMAT binary)` through asyncpg `copy_from_query`, every chunk into hashlib.sha256."
+        "`COPY (SELECT leaf FROM leaves WHERE org = … AND year = … ORDER BY org, year, idx) "
+        "TO STDOUT "
+        "(FORMAT binary)` through asyncpg `copy_from_query`, every chunk into hashlib.sha256, "
+        "with sorting off in its session as in the build's reads (so both read the primary "
+        "key in order)."
     )
     return res.as_dict()
 

@@ -241,3 +241,19 @@ async def machine(dsn: str) -> dict[str, str]:
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
         "load average at start (1, 5, 15 min)": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
+
+
+async def settle(dsn: str) -> None:
+    """The state a live system is in some minutes after a bulk load.
+
+    VACUUM (ANALYZE) gives the planner statistics and sets the hint bits and the
+    visibility map (what autovacuum does after many inserts; otherwise the first
+    reads of each page dirty it), and CHECKPOINT writes out what the load left
+    dirty, so the reads are not measured during the load's write-back.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("VACUUM (ANALYZE)")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()

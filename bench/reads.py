@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench import workload, wrk
+from bench import infra, workload, wrk
 from bench.context import Bench
 from bench.infra import Server
 from bench.profile import Profile
@@ -94,22 +94,6 @@ async def _log_size(dsn: str, org: str, year: int) -> int:
     try:
         size = await conn.fetchval("SELECT size FROM logs WHERE org = $1 AND year = $2", org, year)
         return int(size)
-    finally:
-        await conn.close()
-
-
-async def _analyze(dsn: str) -> None:
-    """The state a live system is in some minutes after a bulk load.
-
-    VACUUM (ANALYZE) gives the planner statistics and sets the hint bits and the
-    visibility map (what autovacuum does after many inserts; otherwise the first
-    reads of each page dirty it), and CHECKPOINT writes out what the load left
-    dirty, so the reads are not measured during the load's write-back.
-    """
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("VACUUM (ANALYZE)")
-        await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
 
@@ -188,7 +172,7 @@ async def read_scaling(b: Bench) -> dict[str, Any]:
     for size in (small, big):
         b.log(f"read_scaling: loading {org}/{year} to {size:,} entries")
         loads.append(await _grow(b, org, mix, size, year))
-        await _analyze(b.dsn)
+        await infra.settle(b.dsn)
         n = await _log_size(b.dsn, org, year)
         await asyncio.sleep(1.0)  # the server signs a checkpoint for the new size
         b.log(f"read_scaling: measuring at {n:,} entries")
@@ -252,7 +236,7 @@ async def read_scaling(b: Bench) -> dict[str, Any]:
         "over twelve months, new funds, projects), none of it reviewed, so the public page "
         "shows stubs for pending entries and staff see them in full. The same log is measured "
         f"at {small:,} entries, then grown to {big:,} and measured again. VACUUM (ANALYZE) "
-        "and CHECKPOINT run after each load (see `_analyze`). The proof is for a random "
+        "and CHECKPOINT run after each load (see `bench.infra.settle`). The proof is for a random "
         "index at the current tree size; the page starts from a cursor in the middle of the log."
     )
     res.note(
