@@ -10,7 +10,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromQuery, JSONBody, Parameter
 
 from api.auth import require
-from api.params import OrgCode
+from api.params import NO_NUL, OrgCode
 from api.runtime import runtime
 from ledger import access, disclosures, opinions, summaries
 from ledger.errors import LedgerError
@@ -19,7 +19,11 @@ from ledger.workdays import china_today
 STAFF: set[Any] = {"clerk", "reviewer", "auditor", "admin"}
 HANDLERS: set[Any] = {"clerk", "reviewer", "admin"}
 ADMINS: set[Any] = {"admin"}
-TrackingCode = Annotated[str, Parameter(max_length=64, description="The case's tracking code")]
+TrackingCode = Annotated[
+    str, Parameter(max_length=64, pattern=NO_NUL, description="The case's tracking code")
+]
+#: The statuses a case can have (``ledger.opinions.TRANSITIONS``), for the list's filter.
+CASE_STATUS = "^(" + "|".join(opinions.TRANSITIONS) + ")$"
 
 
 class RateLimited(LedgerError):
@@ -192,7 +196,9 @@ async def supply_opinion(
 async def list_opinions(
     request: Request[Any, Any, Any],
     org: OrgCode,
-    status: Annotated[str | None, Parameter(max_length=32)] = None,
+    status: Annotated[
+        str | None, Parameter(max_length=32, pattern=CASE_STATUS, description="a case status")
+    ] = None,
     overdue: FromQuery[bool | None] = None,
 ) -> list[CaseOut]:
     await require(request, org, STAFF)
@@ -319,7 +325,7 @@ async def list_disclosures(request: Request[Any, Any, Any], org: OrgCode) -> lis
 )
 async def get_disclosure(
     request: Request[Any, Any, Any], org: OrgCode,
-    period: Annotated[str, Parameter(max_length=16)],
+    period: Annotated[str, Parameter(max_length=16, pattern=NO_NUL)],
 ) -> Response[bytes]:  # fmt: skip
     data = await disclosures.snapshot_bytes(runtime(request).read_pool, org, period)
     return Response(data, media_type="application/json")

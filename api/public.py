@@ -12,12 +12,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, Parameter
+from litestar.params import FromQuery, Parameter
 
 from api import exports
 from api.auth import optional_principal, staff_of
 from api.exports import ExportStream
-from api.params import NonNeg, OrgCode, Year
+from api.params import NO_NUL, ItemCode, NonNeg, OrgCode, Year
 from api.runtime import runtime
 from api.schemas import (
     ConsistencyProofOut,
@@ -183,11 +183,11 @@ async def list_entries(
     request: Request[Any, Any, Any],
     org: OrgCode,
     year: Annotated[int | None, Parameter(ge=1900, le=2999)] = None,
-    kind: Annotated[str | None, Parameter(max_length=64)] = None,
-    subject: Annotated[str | None, Parameter(max_length=200)] = None,
+    kind: Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)] = None,
+    subject: Annotated[str | None, Parameter(max_length=200, pattern=NO_NUL)] = None,
     since: Annotated[dt.date | None, Parameter(description="occurred_on on or after")] = None,
     until: Annotated[dt.date | None, Parameter(description="occurred_on on or before")] = None,
-    cursor: Annotated[str | None, Parameter(max_length=64)] = None,
+    cursor: Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
     format: Annotated[
         Literal["json", "csv", "ndjson"],
@@ -242,7 +242,7 @@ async def list_funds(request: Request[Any, Any, Any], org: OrgCode) -> list[Fund
 
 
 @get("/orgs/{org:str}/funds/{code:str}", operation_id="getFund", summary="A fund", tags=["public"])
-async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: FromPath[str]) -> FundOut:
+async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: ItemCode) -> FundOut:
     staff = await _staff(request, org)
     return FundOut(**await queries.get_fund(runtime(request).pool, org, code, staff=staff))
 
@@ -253,9 +253,7 @@ async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: FromPath
     summary="A project: budget vs disbursed, approvals, status and tenders",
     tags=["public"],
 )
-async def get_project(
-    request: Request[Any, Any, Any], org: OrgCode, code: FromPath[str]
-) -> ProjectOut:
+async def get_project(request: Request[Any, Any, Any], org: OrgCode, code: ItemCode) -> ProjectOut:
     staff = await _staff(request, org)
     p = await queries.get_project(runtime(request).pool, org, code, staff=staff)
     return msgspec.convert(p, ProjectOut)
@@ -276,7 +274,7 @@ def _signer(request: Request[Any, Any, Any], staff: bool) -> tuple[Any, Any]:
 async def get_fund_summary(
     request: Request[Any, Any, Any],
     org: OrgCode,
-    code: FromPath[str],
+    code: ItemCode,
     year: Annotated[int, Parameter(ge=1900, le=2999)],
     period: FromQuery[Literal["month", "quarter", "year"]] = "month",
 ) -> FundSummaryOut:
@@ -377,7 +375,7 @@ async def get_ocds(
 async def get_levy_payers(
     request: Request[Any, Any, Any],
     org: OrgCode,
-    code: FromPath[str],
+    code: ItemCode,
     year: Annotated[int, Parameter(ge=1900, le=2999)],
 ) -> list[LevyPayerOut]:
     staff = await _staff(request, org)

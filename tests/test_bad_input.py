@@ -103,3 +103,36 @@ async def test_nul_escape_in_subject_is_422(client: Any, org: Org) -> None:
     r = await _post(client, org, entry)
     assert r.status_code == 422
     assert r.json()["errors"][0]["path"] == "$.subject"
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/opinions?status=a%00b", "status"),
+        ("/opinions?status=nonsense", "status"),
+        ("/entries?kind=fund.receipt%00", "kind"),
+        ("/entries?subject=fund/%00", "subject"),
+        ("/entries?cursor=%00", "cursor"),
+        ("/disclosures/2026-Q1%00", "period"),
+        ("/opinions/abc%00", "tracking_code"),
+        ("/funds/PWF%00", "code"),
+        ("/projects/P%00", "code"),
+        ("/funds/PWF%00/summary?year=2026", "code"),
+    ],
+)
+async def test_nul_or_unknown_in_a_query_or_path_parameter_is_422(
+    client: Any, org: Org, path: str, field: str
+) -> None:
+    """A NUL byte would make PostgreSQL raise (it was a 500): refused at the edge like
+    any other invalid parameter, naming it; so is a status no case can have."""
+    r = await client.get(f"/api/v1/orgs/{org.code}{path}", headers=org.auth())
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["errors"][0]["path"] in (f"query.{field}", f"path.{field}"), r.text
+
+
+async def test_nul_in_the_org_of_a_path_is_422(client: Any) -> None:
+    r = await client.get("/api/v1/orgs/sz%00epb/entries")
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["errors"][0]["path"] == "path.org"
