@@ -9,7 +9,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody
 
 from api.auth import require
-from api.params import NonNeg, OrgCode, Year
+from api.params import NO_NUL, NonNeg, OrgCode, Year
 from api.runtime import runtime
 from api.schemas import (
     BatchReceiptsOut,
@@ -59,7 +59,9 @@ async def post_entry(
     org: OrgCode,
     idempotency_key: Annotated[
         str | None,
-        HeaderParameter(name="Idempotency-Key", max_length=200, description="Client retry key"),
+        HeaderParameter(
+            name="Idempotency-Key", max_length=200, pattern=NO_NUL, description="Client retry key"
+        ),
     ] = None,
 ) -> Response[ReceiptOut]:
     principal = await require(request, org, POSTERS)
