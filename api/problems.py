@@ -15,6 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from api.params import NO_NUL
 from ledger.errors import LedgerError
 
 log = logging.getLogger("gongkai.api")
@@ -108,6 +109,13 @@ def _param_path(key: str, source: Any) -> str:
     return f"$.{key}" if key else "$"
 
 
+def _param_message(message: str) -> str:
+    # msgspec words a failed pattern as the regex: say what the NUL pattern means.
+    if f"regex {NO_NUL!r}" in message:
+        return "must not contain a NUL byte"
+    return message
+
+
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     if isinstance(exc, ValidationException):
@@ -119,7 +127,7 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
                 errors.append(
                     {
                         "path": _param_path(key, item.get("source")),
-                        "message": str(item.get("message", "invalid")),
+                        "message": _param_message(str(item.get("message", "invalid"))),
                     }
                 )
         return problem(request, 422, exc.detail or "Invalid request parameters", errors=errors)

@@ -128,7 +128,10 @@ async def test_nul_or_unknown_in_a_query_or_path_parameter_is_422(
     r = await client.get(f"/api/v1/orgs/{org.code}{path}", headers=org.auth())
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
-    assert r.json()["errors"][0]["path"] in (f"query.{field}", f"path.{field}"), r.text
+    error = r.json()["errors"][0]
+    assert error["path"] in (f"query.{field}", f"path.{field}"), r.text
+    if "%00" in path and field != "status":
+        assert error["message"] == "must not contain a NUL byte"
 
 
 async def test_nul_in_the_org_of_a_path_is_422(client: Any) -> None:
