@@ -723,10 +723,7 @@ class SummaryBuilder:
             if fund_id > len(self.funds):
                 self.funds.append(fund)
             ids.append(fund_id)
-        pad = first - len(self._money_fund)
-        if pad:
-            self._money_fund.extend([0] * pad)
-            self._money_fen.extend([0] * pad)
+        self._pad_money(to=first)
         self._money_fund.extend([ids[v] if v >= 0 else -ids[-v] for v in part._money_fund])
         self._money_fen.extend(part._money_fen)
 
@@ -773,10 +770,7 @@ class SummaryBuilder:
             fens[index - first] = fen
             added += 1
         self._count_range(first, end, kinds, added, hash_only)
-        pad = first - len(self._money_fund)
-        if pad:
-            self._money_fund.extend([0] * pad)
-            self._money_fen.extend([0] * pad)
+        self._pad_money(to=first)
         self._money_fund.extend(funds)
         self._money_fen.extend(fens)
 
@@ -804,6 +798,13 @@ class SummaryBuilder:
             self._flow(fund, month, kind, fen, count)
             added += count
         self._count_range(first, end, kinds, added, 0)
+
+    def _pad_money(self, to: int) -> None:
+        """Extend the per-leaf money arrays with no-money leaves up to index ``to``."""
+        pad = to - len(self._money_fund)
+        if pad:
+            self._money_fund.extend([0] * pad)
+            self._money_fen.extend([0] * pad)
 
     def fund_id(self, fund: str) -> int:
         """The builder's number for a fund code (from 1, in order of first sight)."""
@@ -843,10 +844,7 @@ class SummaryBuilder:
         if index < len(self._money_fund):
             raise ValueError("leaf index out of order")
         fund_id = self.fund_id(fund)
-        pad = index - len(self._money_fund)
-        if pad:
-            self._money_fund.extend([0] * pad)
-            self._money_fen.extend([0] * pad)
+        self._pad_money(to=index)
         self._money_fund.append(fund_id if kind == "fund.receipt" else -fund_id)
         self._money_fen.append(fen)
         self._flow(fund, month, kind, fen, 1)
