@@ -7,7 +7,7 @@ from typing import Annotated
 from litestar.params import Parameter, PathParameter
 
 #: No NUL byte: PostgreSQL cannot store or compare one, so a text parameter holding
-#: one is refused with a 400 naming it instead of failing in the database.
+#: one is refused with a 422 naming it instead of failing in the database.
 NO_NUL = r"^[^\x00]*$"
 
 OrgCode = Annotated[

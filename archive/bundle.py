@@ -296,18 +296,18 @@ class _Range:
     # flow, count, fen), instead of ``money``; and the money of the leaves its
     # reversals target, {idx: (fund_code, amount_fen)}.
     flows: list[Any] | None = None
-    kinds: collections.Counter[str] | None = None  # the leaves by kind (full variant)
     targets: dict[int, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
 
 class _EntryRows:
-    """The closed year's leaves in ranges of CHUNK, in index order, with each leaf's
-    fund posting (line 0) and, for the public variant, the approved indexes.
+    """The closed year's leaves in ranges of CHUNK, in index order, each leaf with its
+    line of entries.ndjson; with the range's fund flows summed (full variant), or
+    with each leaf's fund posting (line 0) and the approved indexes (public).
 
-    Each range is three range scans of primary keys (leaves, postings, reviews),
-    handed to the caller as lists: the caller merges them by index a whole range at
-    a time (a join probing postings and reviews once a leaf cost about 6 µs of
-    database time a leaf, most of a build). The next range is read while the
+    Each range is range scans of primary keys (leaves; postings summed, or postings
+    and reviews), handed to the caller as lists that it merges by index a whole
+    range at a time (a join probing postings and reviews once a leaf cost about
+    6 µs of database time a leaf, most of a build). The next range is read while the
     caller writes this one. Every read is in the caller's REPEATABLE READ
     transaction, so the year is read as of one snapshot.
 
@@ -375,7 +375,7 @@ class _EntryRows:
             approved = {r[0] for r in await self.conn.fetch(self.REVIEWS, *args, self.closed_at)}
             return _Range(start, leaves, money, approved)
         part = _Range(start, leaves, [], set(), flows)
-        part.kinds = kinds = collections.Counter(map(_KIND, leaves))
+        kinds = collections.Counter(map(_KIND, leaves))
         counted = collections.Counter({"receipt": 0, "disbursement": 0})
         for r in part.flows or ():
             counted[r[2]] += r[3]
@@ -460,30 +460,31 @@ class _Carried:
         or the other payload files read are parsed (procurement, reversals, opinions,
         disclosures).
         """
-        leaves, start = part.leaves, part.start
-        if present is leaves and part.kinds is not None:
-            kinds = part.kinds.copy()
-        else:
-            kinds = collections.Counter(map(_KIND, present))
+        kinds = collections.Counter(map(_KIND, present))
         parsed = [k for k in kinds if k not in MONETARY_KINDS and _parsed(k)]
         for kind in parsed:
             del kinds[kind]
+        self.summaries.targets.update(part.targets)
+        if part.flows is not None:  # every leaf present, money summed by the database
+            flows = [
+                (fund, self._months.get(month) or self._month(month),
+                 "fund.receipt" if flow == "receipt" else "fund.disbursement", abs(fen), n)
+                for fund, month, flow, n, fen in part.flows
+            ]  # fmt: skip
+            self.summaries.add_flows(part.start, part.start + len(part.leaves), kinds, flows)
+        else:
+            self._add_money(part, present, kinds)
+        if parsed:
+            self._parse(present)
+
+    def _add_money(self, part: _Range, present: list[Any], kinds: collections.Counter[str]) -> None:
+        """Add a range leaf by leaf: money from ``part.money``, counts from ``kinds``."""
+        leaves, start, months = part.leaves, part.start, self._months
         shown = None  # every leaf is present, or: 1 where it is
         if len(present) != len(leaves):
             shown = bytearray(len(leaves))
             for r in present:
                 shown[r[0] - start] = 1
-        months = self._months
-        self.summaries.targets.update(part.targets)
-        if part.flows is not None:  # every leaf present, money summed by the database
-            flows = [
-                (fund, months.get(month) or self._month(month),
-                 "fund.receipt" if flow == "receipt" else "fund.disbursement", abs(fen), n)
-                for fund, month, flow, n, fen in part.flows
-            ]  # fmt: skip
-            self.summaries.add_flows(start, start + len(leaves), kinds, flows)
-            self._parse(present if parsed else [])
-            return
         money = [
             (i, kind, fund, months.get(month) or self._month(month), abs(fen))
             for i, fund, fen, month in part.money
@@ -501,7 +502,6 @@ class _Carried:
             money.sort()
         end = start + len(leaves)
         self.summaries.add_range(start, end, kinds, money, len(leaves) - len(present))
-        self._parse(present if parsed else [])
 
     def _parse(self, present: list[Any]) -> None:
         for r in present:

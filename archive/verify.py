@@ -794,7 +794,6 @@ class SummaryBuilder:
         for fund, month, kind, fen, count in flows:
             if kind not in MONEY_KINDS:
                 raise ValueError(f"{kind} is not a receipt or disbursement")
-            self.fund_id(fund)
             self._flow(fund, month, kind, fen, count)
             added += count
         self._count_range(first, end, kinds, added, 0)

@@ -176,6 +176,7 @@ async def _proof_nodes(
     parameter called ``size_name``) is beyond the log's size.
     """
     args = _proof_args(nodes, size)
+    *_, high_levels, high_idxs = args
     head: list[int] = []
     tiles: dict[tuple[int, int], list[bytes]] = {}
     high: list[bytes | None] = []
@@ -190,7 +191,7 @@ async def _proof_nodes(
         raise NotFound(f"{org} has no log for {year}", log=f"{org}/{year}")
     _check_size(head[0], size_name, size)
     found: dict[tuple[int, int], bytes] = {}
-    for key, h in zip(zip(args[4], args[5], strict=True), high, strict=False):
+    for key, h in zip(zip(high_levels, high_idxs, strict=True), high, strict=False):
         if h is not None:
             found[key] = h
     for level, idx in nodes:
