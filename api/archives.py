@@ -12,7 +12,7 @@ from litestar.response import File
 from api.auth import require
 from api.params import OrgCode, Year
 from api.runtime import runtime
-from archive.bundle import build_bundle, stored_bundle
+from archive.bundle import build_bundle, spare_connection, stored_bundle
 from archive.close import close_year
 from ledger.errors import NotFound
 from ledger.workdays import china_today
@@ -96,8 +96,10 @@ async def get_archive(
     )
     path = stored_bundle(rt.settings, bytes(row["sha256"]).hex()) if row else None
     if path is None or not path.exists():
-        async with rt.pool.acquire() as conn:
-            built = await build_bundle(conn, rt.settings, rt.signer, org, year, variant)
+        async with rt.pool.acquire() as conn, spare_connection(rt.pool) as helper:
+            built = await build_bundle(
+                conn, rt.settings, rt.signer, org, year, variant, helper=helper
+            )
         path = built.path
     if not path.exists():
         raise NotFound("The bundle could not be found")

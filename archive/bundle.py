@@ -46,6 +46,7 @@ from ledger.books import MONETARY_KINDS
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import NoteSigner
 from ledger.errors import Conflict, NotFound
+from ledger.kinds import KINDS
 from ledger.ocds import build_release_package
 from ledger.queries import status_of
 from ledger.settings import Settings
@@ -59,6 +60,7 @@ ZIP_LEVEL = 1
 DEFLATE_LEVEL = 1
 VERIFY_SOURCE = Path(verifier.__file__)
 CHUNK = 5000
+FULL_FROM_SUMS = True  # the full variant's entries in one COPY where the sums hold (_FullYear)
 
 
 def _parsed(kind: str) -> bool:
@@ -100,12 +102,12 @@ _FINAL_BLOCK = zlib.compressobj(ZIP_LEVEL, zlib.DEFLATED, -15).flush()
 
 class _Deflated:
     """Stands in for a zip member's compressor: hands out the chunks deflated in
-    parallel, in order (``zipfile`` still computes the CRC and sizes as it writes)."""
+    parallel, in order."""
 
     def __init__(self) -> None:
         self.ready: collections.deque[Future[bytes]] = collections.deque()
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | memoryview) -> bytes:
         return self.ready.popleft().result()
 
     def flush(self) -> bytes:
@@ -164,7 +166,17 @@ class _Member:
 
     def _write_chunk(self, chunk: bytes | memoryview) -> None:
         self._sha.update(chunk)
-        self._dst.write(chunk)
+        if self._deflated is None:
+            self._dst.write(chunk)
+            return
+        # What zipfile's member writer does, with ISA-L's CRC-32 (about ten times the
+        # speed of zlib's, the same checksum).
+        dst: Any = self._dst
+        dst._file_size += len(chunk)
+        dst._crc = isal_zlib.crc32(chunk, dst._crc)
+        data = self._deflated.compress(chunk)
+        dst._compress_size += len(data)
+        dst._fileobj.write(data)
 
     def close(self) -> tuple[str, int]:
         if self._buf:
@@ -184,8 +196,9 @@ class _Payload:
 
     def __init__(self, out: Path, top: str) -> None:
         self.top = top
+        self.file = open(out, "wb")  # closed by close()
         self.zip = zipfile.ZipFile(
-            out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL
+            self.file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL
         )
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-writer")
         self.deflaters = ThreadPoolExecutor(
@@ -216,14 +229,49 @@ class _Payload:
         with self._member(name) as dst:
             dst.write(data)
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
+        """Finish the zip; or (``failed``) just let go of it and its threads, whatever
+        member was left open (its file is thrown away)."""
         self.writer.shutdown()
         self.deflaters.shutdown()
-        self.zip.close()
+        try:
+            if not failed:  # (an open member would refuse it)
+                self.zip.close()
+        finally:
+            self.file.close()
 
 
 def _json_file(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True).encode() + b"\n"
+
+
+@contextlib.asynccontextmanager
+async def spare_connection(pool: asyncpg.Pool) -> AsyncGenerator[Any, None]:
+    """A second connection of ``pool`` to be ``build_bundle``'s helper, if one is free
+    within a moment, else None: builds that each held one connection and waited for
+    another could take the whole pool and wait for ever."""
+    try:
+        conn = await pool.acquire(timeout=0.1)
+    except TimeoutError:
+        yield None
+        return
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
+
+
+@contextlib.asynccontextmanager
+async def _same_snapshot(conn: Any, helper: Any) -> AsyncGenerator[Any, None]:
+    """``helper`` in a read-only transaction that sees what ``conn``'s (open,
+    REPEATABLE READ) transaction sees; None if there is no helper."""
+    if helper is None:
+        yield None
+        return
+    snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+    async with helper.transaction(isolation="repeatable_read", readonly=True):
+        await helper.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        yield helper
 
 
 async def build_bundle(
@@ -233,8 +281,14 @@ async def build_bundle(
     org: str,
     year: int,
     variant: str,
+    *,
+    helper: asyncpg.Connection | None = None,
 ) -> BuiltBundle:
-    """Build, zip and store one variant of a closed year's bundle."""
+    """Build, zip and store one variant of a closed year's bundle.
+
+    With a ``helper`` connection, the full variant reads the year's sums on it while
+    its lines stream from ``conn`` (in the same snapshot).
+    """
     if variant not in ("full", "public"):
         raise ValueError(variant)
     # Not open_items: for a large year it is tens of megabytes the bundle does not carry.
@@ -255,12 +309,17 @@ async def build_bundle(
         zip_tmp = Path(tmp) / "bundle.zip"
         payload = _Payload(zip_tmp, f"gongkai-{org}-{year}")
         try:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                await _write_payload(conn, settings, signer, payload, org, org_name, year,
-                                     variant, closed)  # fmt: skip
+            async with (
+                conn.transaction(isolation="repeatable_read", readonly=True),
+                _same_snapshot(conn, helper) as side,
+            ):
+                await _write_payload(conn, side, settings, signer, payload, org, org_name,
+                                     year, variant, closed)  # fmt: skip
             _write_tags(payload, settings, org, org_name, year, variant, closed["closed_on"])
-        finally:
-            payload.close()
+        except BaseException:
+            payload.close(failed=True)
+            raise
+        payload.close()
         sha = hashlib.sha256()
         with open(zip_tmp, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -299,6 +358,13 @@ class _Range:
     targets: dict[int, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
 
+# A leaf's line of entries.ndjson, made by the database: the stored leaf is canonical
+# already, so it is spliced into the canonical line (keys sort as index < leaf <
+# leaf_hash) instead of being encoded again.
+_LINE = """'{"index":'::bytea || idx::text::bytea || ',"leaf":'::bytea || leaf
+           || ',"leaf_hash":"'::bytea || encode(leaf_hash, 'hex')::bytea || '"}\n'::bytea"""
+
+
 class _EntryRows:
     """The closed year's leaves in ranges of CHUNK, in index order, each leaf with its
     line of entries.ndjson; with the range's fund flows summed (full variant), or
@@ -322,15 +388,9 @@ class _EntryRows:
     # row, and a smaller index (leaves_occurred, postings_account) scanned the whole
     # org for every range.
     PLAN = "SET LOCAL enable_sort = off"
-    # Each leaf's line of entries.ndjson is made by the database: the stored leaf is
-    # canonical already, so it is spliced into the canonical line (keys sort as
-    # index < leaf < leaf_hash) instead of being encoded again.
-    LEAVES = """SELECT idx, '{"index":'::bytea || idx::text::bytea || ',"leaf":'::bytea || leaf
-                       || ',"leaf_hash":"'::bytea || encode(leaf_hash, 'hex')::bytea
-                       || '"}\n'::bytea,
-                       kind, visibility
-                FROM leaves WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4
-                ORDER BY org, year, idx"""
+    LEAVES = f"""SELECT idx, {_LINE}, kind, visibility
+                 FROM leaves WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4
+                 ORDER BY org, year, idx"""
     POSTINGS = """SELECT idx, fund_code, amount_fen, month FROM postings
                   WHERE org = $1 AND year = $2 AND idx >= $3 AND idx < $4 AND line = 0
                   ORDER BY org, year, idx, line"""
@@ -375,24 +435,23 @@ class _EntryRows:
             approved = {r[0] for r in await self.conn.fetch(self.REVIEWS, *args, self.closed_at)}
             return _Range(start, leaves, money, approved)
         part = _Range(start, leaves, [], set(), flows)
-        kinds = collections.Counter(map(_KIND, leaves))
-        counted = collections.Counter({"receipt": 0, "disbursement": 0})
-        for r in part.flows or ():
-            counted[r[2]] += r[3]
-        if counted != {f: kinds[f"fund.{f}"] for f in ("receipt", "disbursement")}:
+        if not _one_posting_each(flows or [], collections.Counter(map(_KIND, leaves))):
             # Not one posting each (a leaf without its posting): leaf by leaf.
             part.flows, part.money = None, await self.conn.fetch(self.POSTINGS, *args)
-        targets = set()
-        if kinds["correction.reversal"]:
-            targets = {
-                t
-                for r in leaves
-                if r[2] == "correction.reversal" and (t := _target_index(r[1])) is not None
-            }
-        if targets:
-            rows = await self.conn.fetch(self.TARGETS, self.org, self.year, sorted(targets))
-            part.targets = {r[0]: (r[1], r[2]) for r in rows}
+        part.targets = await self.targets(leaves)
         return part
+
+    async def targets(self, rows: list[Any], conn: Any = None) -> dict[int, tuple[str, int]]:
+        """The fund and signed amount of each leaf a reversal among ``rows`` targets."""
+        targets = {
+            t
+            for r in rows
+            if r[2] == "correction.reversal" and (t := _target_index(r[1])) is not None
+        }
+        if not targets:
+            return {}
+        found = await (conn or self.conn).fetch(self.TARGETS, self.org, self.year, sorted(targets))
+        return {r[0]: (r[1], r[2]) for r in found}
 
     async def ranges(self) -> AsyncGenerator[_Range, None]:
         await self.conn.execute(self.PLAN)
@@ -413,10 +472,118 @@ class _EntryRows:
                     await ahead
 
 
+def _one_posting_each(flows: list[Any], kinds: collections.Counter[str]) -> bool:
+    """Whether summed flows count one fund posting for each receipt and disbursement."""
+    counted = collections.Counter({"receipt": 0, "disbursement": 0})
+    for r in flows:
+        counted[r[2]] += r[3]
+    return counted == {f: kinds[f"fund.{f}"] for f in ("receipt", "disbursement")}
+
+
+_YearSums = tuple[collections.Counter[str], _Range]  # see _FullYear.sums
+
+
+class _FullYear:
+    """The full variant's entries.ndjson in one COPY, and its summaries from sums.
+
+    The full variant shows every leaf, so its lines need no decision: the database
+    makes them (``LINES``, the line of ``_LINE`` as text) and streams them as CSV
+    with a quote and a delimiter that canonical JSON never holds raw, so each row
+    goes out as its line verbatim and the build only deflates and hashes the
+    stream. The summaries come from sums over the year: leaves counted by kind on
+    the ``leaves_kind`` index, fund flows summed from the postings
+    (``_EntryRows.FLOWS``), and only the leaves of the kinds the payload parses
+    (procurement, reversals, opinions, disclosures) read one by one; on a helper
+    connection in the same snapshot, these are read while the lines stream. Where the
+    sums do not hold (a kind this version does not know, a receipt without its
+    posting) ``sums`` answers None and the build reads the year's ranges
+    (``_EntryRows``) for its summaries instead.
+    """
+
+    LINES = """SELECT '{"index":' || idx::text || ',"leaf":' || convert_from(leaf, 'UTF8')
+                      || ',"leaf_hash":"' || encode(leaf_hash, 'hex') || '"}'
+               FROM leaves WHERE org = $1 AND year = $2 AND idx < $3
+               ORDER BY org, year, idx"""
+    # Each kind as a range of one value, not an equality, in an ordered read: then only
+    # leaves_kind gives that order (sorting is off), whatever the statistics; the
+    # primary key (with the kind a filter) would read every leaf of the year.
+    KINDS = """SELECT k, (SELECT count(*) FROM (
+                             SELECT FROM leaves
+                             WHERE org = $1 AND kind >= k AND kind <= k AND year = $2
+                             ORDER BY org, kind, year, idx) one_kind)
+               FROM unnest($3::text[]) k"""
+    PARSED = f"""SELECT idx, {_LINE}, kind, visibility
+                 FROM leaves WHERE org = $1 AND kind >= $2 AND kind <= $2 AND year = $3
+                 ORDER BY org, kind, year, idx"""
+
+    def __init__(self, rows: _EntryRows) -> None:
+        self.rows = rows
+        self.conn, self.org, self.year, self.size = rows.conn, rows.org, rows.year, rows.size
+
+    async def sums(self, conn: Any) -> _YearSums | None:
+        """The year's leaves counted by kind, and the year as one range whose
+        ``leaves`` are only those of the kinds the payload parses, in index order.
+
+        Read on ``conn``: the build's connection, or a helper in the same snapshot.
+        Receipts and disbursements are not counted on the index (nine leaves in ten
+        of a year can be receipts): they are the leaves of no other kind, and each
+        must have its one fund posting in the sums, by flow.
+        """
+        org, year = self.org, self.year
+        await conn.execute(_EntryRows.PLAN)
+        others = sorted(k for k in KINDS if k not in MONETARY_KINDS)
+        kinds = collections.Counter(
+            {k: n for k, n in await conn.fetch(self.KINDS, org, year, others) if n}
+        )
+        flows = await conn.fetch(_EntryRows.FLOWS, org, year, 0, self.size)
+        for r in flows:
+            kinds[f"fund.{r[2]}"] += r[3]
+        if kinds.total() != self.size:  # a receipt without its posting, an unknown kind
+            return None
+        parsed = []
+        for kind in sorted(k for k in kinds if k not in MONETARY_KINDS and _parsed(k)):
+            parsed += await conn.fetch(self.PARSED, org, kind, year)
+        parsed.sort(key=_INDEX)
+        targets = await self.rows.targets(parsed, conn)
+        return kinds, _Range(0, parsed, [], set(), flows, targets)
+
+    async def write(self, w: _Member, helper: Any) -> _YearSums | None:
+        """Stream the year's lines into ``w``; with a helper connection, read the
+        year's sums (``sums``) on it meanwhile, and answer them."""
+        lines = 0
+
+        async def sink(chunk: bytes) -> None:
+            nonlocal lines
+            if b"\x01" in chunk:  # quoted: a leaf holds a raw control character
+                raise Conflict(f"{self.org}/{self.year}: a stored leaf is not canonical JSON")
+            lines += chunk.count(b"\n")
+            w.write(chunk)
+
+        sums = None if helper is None else asyncio.ensure_future(self.sums(helper))
+        try:
+            await self.conn.execute(_EntryRows.PLAN)
+            await self.conn.copy_from_query(
+                self.LINES, self.org, self.year, self.size, output=sink,
+                format="csv", quote="\x01", delimiter="\x02",
+            )  # fmt: skip
+        except BaseException:
+            if sums is not None:  # let the helper's read stop first
+                sums.cancel()
+                with contextlib.suppress(BaseException):
+                    await sums
+            raise
+        if lines != self.size:
+            raise Conflict(f"{self.org}/{self.year}: leaves 0 to {self.size - 1} are not all there")
+        year = await (self.sums(self.conn) if sums is None else sums)
+        await self.conn.execute("SET LOCAL enable_sort = on")  # for the rest of the build
+        return year
+
+
 _STUB_LINE = b'{"index":%d,"leaf_hash":"%s"}\n'
 
 
-_KIND = operator.itemgetter(2)  # of a row of _EntryRows.LEAVES
+_INDEX = operator.itemgetter(0)  # of a row of _EntryRows.LEAVES
+_KIND = operator.itemgetter(2)
 
 
 def _target_index(line: bytes) -> int | None:
@@ -461,21 +628,35 @@ class _Carried:
         disclosures).
         """
         kinds = collections.Counter(map(_KIND, present))
+        if part.flows is not None:  # every leaf present, money summed by the database
+            self.add_sums(part.start + len(part.leaves), kinds, part)
+            return
         parsed = [k for k in kinds if k not in MONETARY_KINDS and _parsed(k)]
         for kind in parsed:
             del kinds[kind]
         self.summaries.targets.update(part.targets)
-        if part.flows is not None:  # every leaf present, money summed by the database
-            flows = [
-                (fund, self._months.get(month) or self._month(month),
-                 "fund.receipt" if flow == "receipt" else "fund.disbursement", abs(fen), n)
-                for fund, month, flow, n, fen in part.flows
-            ]  # fmt: skip
-            self.summaries.add_flows(part.start, part.start + len(part.leaves), kinds, flows)
-        else:
-            self._add_money(part, present, kinds)
+        self._add_money(part, present, kinds)
         if parsed:
             self._parse(present)
+
+    def add_sums(self, end: int, kinds: collections.Counter[str], part: _Range) -> None:
+        """Summarise leaves ``part.start`` to ``end - 1``, every one present, from sums:
+        ``kinds`` counts them by kind, ``part.flows`` sums their fund flows, and
+        ``part.leaves`` holds (at least) those of the kinds that are parsed, in index
+        order."""
+        kinds = collections.Counter(kinds)
+        parsed = [k for k in kinds if k not in MONETARY_KINDS and _parsed(k)]
+        for kind in parsed:
+            del kinds[kind]
+        self.summaries.targets.update(part.targets)
+        flows = [
+            (fund, self._months.get(month) or self._month(month),
+             "fund.receipt" if flow == "receipt" else "fund.disbursement", abs(fen), n)
+            for fund, month, flow, n, fen in part.flows or ()
+        ]  # fmt: skip
+        self.summaries.add_flows(part.start, end, kinds, flows)
+        if parsed:
+            self._parse(part.leaves)
 
     def _add_money(self, part: _Range, present: list[Any], kinds: collections.Counter[str]) -> None:
         """Add a range leaf by leaf: money from ``part.money``, counts from ``kinds``."""
@@ -568,23 +749,30 @@ def _no_cycle_collection() -> Iterator[None]:
 
 
 async def _write_payload(
-    conn: Any, settings: Settings, signer: NoteSigner, payload: _Payload, org: str,
-    org_name: str, year: int, variant: str, closed: Any,
+    conn: Any, helper: Any, settings: Settings, signer: NoteSigner, payload: _Payload,
+    org: str, org_name: str, year: int, variant: str, closed: Any,
 ) -> None:  # fmt: skip
     size = closed["final_size"]
     closed_at = closed["closed_at"]
     carried = _Carried()
     summaries = carried.summaries
 
-    # entries.ndjson, read in index ranges of CHUNK leaves (see _EntryRows).
+    # entries.ndjson: the full variant's in one COPY where the year's sums hold (see
+    # _FullYear), else read in index ranges of CHUNK leaves (see _EntryRows).
     w = payload.open("entries.ndjson")
     reader = _EntryRows(conn, org, year, size, closed_at, decisions=variant != "full")
+    copied = variant == "full" and FULL_FROM_SUMS
     with _no_cycle_collection():
-        async with contextlib.aclosing(reader.ranges()) as ranges:
-            async for part in ranges:
-                lines, present = _entry_lines(part, variant)
-                w.write(lines)
-                carried.add_range(part, present)
+        sums = await _FullYear(reader).write(w, helper) if copied else None
+        if sums is not None:
+            carried.add_sums(size, *sums)
+        else:  # the lines read range by range (unless copied), the summaries leaf by leaf
+            async with contextlib.aclosing(reader.ranges()) as ranges:
+                async for part in ranges:
+                    lines, present = _entry_lines(part, variant)
+                    if not copied:
+                        w.write(lines)
+                    carried.add_range(part, present)
     payload.done("entries.ndjson", w)
 
     final = await conn.fetchrow(

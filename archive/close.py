@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from archive.bundle import BuiltBundle, build_bundle
+from archive.bundle import BuiltBundle, build_bundle, spare_connection
 from ledger import opinions
 from ledger.books import apply_books
 from ledger.canonical import canonical_bytes
@@ -148,9 +148,11 @@ async def close_year(
             json.dumps(items),
         )
     bundles = {}
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, spare_connection(pool) as helper:
         for variant in ("full", "public"):
-            bundles[variant] = await build_bundle(conn, settings, signer, org, year, variant)
+            bundles[variant] = await build_bundle(
+                conn, settings, signer, org, year, variant, helper=helper
+            )
     # The next year's log learns how this one ended: the years form one chain.
     archived = NewEntry(
         org=org,

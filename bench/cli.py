@@ -113,6 +113,7 @@ async def run(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    infra.compile_project()
     bench = await Bench.create(_sizes(args), server_dsn, profile=args.profile)
     results: list[dict[str, Any]] = []
     try:

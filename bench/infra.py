@@ -32,6 +32,21 @@ DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # --- the database ---------------------------------------------------------------------
 
 
+def compile_project() -> None:
+    """Byte-compile the project's modules once, as installing a package does.
+
+    The commands and servers measured then start as they would installed, also where
+    PYTHONDONTWRITEBYTECODE is set (as on CI and this project's machines): there,
+    every ``gongkai`` command compiled the project's sources again at its start,
+    about a tenth of a second of each archive build.
+    """
+    import compileall
+
+    for package in ("api", "archive", "ledger"):
+        compileall.compile_dir(ROOT / package, quiet=1)
+    compileall.compile_file(ROOT / "cli.py", quiet=1)
+
+
 def with_database(dsn: str, name: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path=f"/{name}"))

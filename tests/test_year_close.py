@@ -247,20 +247,54 @@ async def test_the_bundles_ocds_package_is_valid_ocds_1_1_5(client: Any, tmp_pat
         assert not errors, errors[:5]
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
+@pytest.mark.parametrize("chunk", [1, 3, None])
 async def test_bundles_read_in_small_ranges_are_the_same_bytes(
-    client: Any, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch, chunk: int
+    client: Any,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int | None,
 ) -> None:
-    """Leaves, postings and reviews read range by range (one read ahead) merge by index."""
+    """Leaves, postings and reviews read range by range (one read ahead) merge by index;
+    and the full variant's lines copied, its summaries from the year's sums (as the
+    close built it, with a helper connection) are the same bytes as read range by range,
+    or copied without a helper."""
     org = await make_org("r")
     await _year(client, org)
     result = await _close(client, org)
-    monkeypatch.setattr(bundle, "CHUNK", chunk)
+    if chunk is not None:
+        monkeypatch.setattr(bundle, "CHUNK", chunk)
+        monkeypatch.setattr(bundle, "FULL_FROM_SUMS", False)
     signer = signer_for(settings.signing_key, settings.key_name)
     async with pool.acquire() as conn:
         for b in result["bundles"]:
             built = await bundle.build_bundle(conn, settings, signer, org.code, 2025, b["variant"])
             assert built.sha256 == b["sha256"], b["variant"]
+
+
+async def test_a_full_year_whose_sums_do_not_hold_is_summed_leaf_by_leaf(
+    client: Any, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A receipt without its fund posting: the year's sums would miss it, so the full
+    variant's summaries are read range by range, its money from the leaf itself."""
+    org = await make_org("s")
+    await _year(client, org)
+    result = await _close(client, org)
+    full = next(b for b in result["bundles"] if b["variant"] == "full")
+    signer = signer_for(settings.signing_key, settings.key_name)
+    async with pool.acquire() as conn, pool.acquire() as helper:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")  # no triggers
+            await conn.execute(
+                "DELETE FROM postings WHERE org = $1 AND year = 2025 AND idx = 1", org.code
+            )
+        whole = bundle._FullYear(bundle._EntryRows(conn, org.code, 2025, 10, None, decisions=False))
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            assert await whole.sums(conn) is None
+        built = await bundle.build_bundle(
+            conn, settings, signer, org.code, 2025, "full", helper=helper
+        )
+    assert built.sha256 == full["sha256"]
 
 
 async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics(
@@ -284,6 +318,8 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
         await conn.execute(bundle._EntryRows.PLAN)
         for sql, args, pkey in [
             (bundle._EntryRows.LEAVES, ("unseen-org", 2024, 5000, 10000), "leaves_pkey"),
+            (bundle._FullYear.LINES, ("unseen-org", 2024, 10000), "leaves_pkey"),
+            (bundle._FullYear.PARSED, ("unseen-org", "procurement.bid", 2024), "leaves_kind"),
             (bundle._EntryRows.POSTINGS, ("unseen-org", 2024, 5000, 10000), "postings_pkey"),
             (bundle._EntryRows.TARGETS, ("unseen-org", 2024, [5, 7000]), "postings_pkey"),
             (
@@ -310,4 +346,32 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
             (scan,) = scan["Plans"]
         assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
         assert scan["Index Name"] == "postings_pkey" and "Plans" not in scan
+        # The year's counts by kind: each one a range of the kind index.
+        plan = json.loads(
+            await conn.fetchval(
+                "EXPLAIN (FORMAT JSON) " + bundle._FullYear.KINDS, "unseen-org", 2024, ["a", "b"]
+            )
+        )[0]
+        (count,) = plan["Plan"]["Plans"]
+        assert count["Node Type"] == "Aggregate", count
+        (scan,) = count["Plans"]
+        assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
+        assert scan["Index Name"] == "leaves_kind" and "Plans" not in scan
         await tx.rollback()
+
+
+async def test_a_build_takes_a_helper_connection_only_if_one_is_free(dsn: str) -> None:
+    """A build never waits for a second connection of the pool: builds each holding one
+    and waiting for another could take the whole pool."""
+    from ledger import db
+
+    small = await db.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with small.acquire(), bundle.spare_connection(small) as helper:
+            assert helper is not None
+            async with bundle.spare_connection(small) as none_left:
+                assert none_left is None
+        async with bundle.spare_connection(small) as again:  # released
+            assert again is not None
+    finally:
+        await small.close()

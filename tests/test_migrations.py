@@ -1,0 +1,53 @@
+"""Commands check the schema at their start: one query when every migration has run."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from ledger import db
+from tests.conftest import _with_database
+
+
+def test_migration_ids_are_read_from_the_files_as_piccolo_imports_them() -> None:
+    ids = set()
+    for path in db.MIGRATIONS.glob("ledger_*.py"):
+        module = importlib.import_module(f"ledger.piccolo_migrations.{path.stem}")
+        ids.add(module.ID)
+    assert ids and db.migration_ids() == ids
+
+
+@pytest.fixture
+async def empty_dsn(server_dsn: str) -> AsyncIterator[str]:
+    name = f"gongkai_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield _with_database(server_dsn, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_all_applied_only_when_every_migration_is_recorded(
+    dsn: str, empty_dsn: str
+) -> None:
+    assert await db.all_applied(dsn)  # migrated by the session's fixture
+    assert not await db.all_applied(empty_dsn)  # no migration table yet
+    newest, *older = sorted(db.migration_ids(), reverse=True)
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await conn.execute("CREATE TABLE migration (name text, app_name text)")
+        await conn.executemany(
+            "INSERT INTO migration VALUES ($1, $2)",
+            [(i, "ledger") for i in older] + [(newest, "another-app")],
+        )
+        assert not await db.all_applied(empty_dsn)  # the newest is pending
+        await conn.execute("INSERT INTO migration VALUES ($1, 'ledger')", newest)
+        assert await db.all_applied(empty_dsn)
+    finally:
+        await conn.close()
