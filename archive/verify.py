@@ -33,7 +33,9 @@ entries
     each present leaf belongs to this log and its hash
     SHA-256(0x00 || RFC 8785 bytes of the leaf) is recomputed and compared. In the
     ``public`` variant a leaf not approved for publication is carried as index and
-    hash only; the ``full`` variant carries every leaf.
+    hash only; the ``full`` variant carries every leaf. The lines are checked in
+    pieces by one worker process per CPU; from a ``.zip``, while the rest of the
+    file is still being extracted.
 root
     The RFC 9162 Merkle root over all leaf hashes equals the signed checkpoint's,
     and the checkpoint's size equals the number of lines.
@@ -1129,9 +1131,131 @@ def _top_dir(dest: Path) -> Path:
     return entries[0]
 
 
-def _extract(archive: Path, dest: Path) -> Path:
+class _Streamed:
+    """A zip's entries.ndjson being extracted in a thread while it is checked.
+
+    The thread writes the file in order, hashes it as it goes (for the manifest
+    check) and publishes its pieces once written: pieces cut as ``_pieces`` cuts
+    them, each published two pieces behind, so that the last two are published
+    together with the file's line count (the tree head before the last line is cut
+    at the start of the last line, inside the last piece or at its start). Checking
+    the pieces already written while the rest is inflated uses the CPU the
+    extraction left idle.
+    """
+
+    READ = 1 << 16  # bytes inflated at a time
+
+    def __init__(self, archive: Path, info: zipfile.ZipInfo, out: Any, piece_bytes: int):
+        self.size = info.file_size  # as the zip declares it; checked at the end
+        self.cond = threading.Condition()
+        self.pieces: list[tuple[int, int, int]] = []  # (start, end, first index), published
+        self.lines: int | None = None  # newlines in the file, once written
+        self.sha256: str | None = None
+        self.done = False
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self._thread = threading.Thread(
+            target=self._extract, args=(archive, info, out, piece_bytes), daemon=True
+        )
+        self._thread.start()
+
+    def _extract(self, archive: Path, info: zipfile.ZipInfo, out: Any, piece_bytes: int) -> None:
+        sha = hashlib.sha256()
+        held: list[tuple[int, int, int]] = []  # cut, not yet published
+        start = newlines = 0
+        piece = bytearray()  # the bytes of the piece being written
+        try:
+            with out, zipfile.ZipFile(archive) as zf, zf.open(info) as src:
+                while not self.cancelled:
+                    chunk = src.read(self.READ)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    sha.update(chunk)
+                    piece += chunk
+                    at = 0  # where the piece being cut starts in ``piece``
+                    while len(piece) - at >= piece_bytes:
+                        cut = piece.find(b"\n", at + piece_bytes - 1) + 1
+                        if not cut:
+                            break
+                        held.append((start, start + cut - at, newlines))
+                        newlines += piece.count(b"\n", at, cut)
+                        start += cut - at
+                        at = cut
+                    del piece[:at]
+                    if len(held) > 2:
+                        out.flush()  # workers read what is published from the file
+                        with self.cond:
+                            self.pieces += held[:-2]
+                            self.cond.notify_all()
+                        del held[:-2]
+                if piece:
+                    held.append((start, start + len(piece), newlines))
+                    newlines += piece.count(b"\n")
+                    start += len(piece)
+            if not self.cancelled and start != self.size:
+                raise zipfile.BadZipFile(
+                    f"{info.filename}: {start} bytes, the zip says {self.size}"
+                )
+        except BaseException as exc:  # reported by whoever waits for the file
+            with self.cond:
+                self.error = exc
+                self.cond.notify_all()
+            return
+        with self.cond:
+            self.pieces += held
+            self.lines, self.sha256, self.done = newlines, sha.hexdigest(), True
+            self.cond.notify_all()
+
+    def published(self) -> Iterator[tuple[int, int, int, int | None]]:
+        """The pieces as they are published, each with the line count if known yet."""
+        i = 0
+        while True:
+            with self.cond:
+                while i == len(self.pieces) and not self.done and self.error is None:
+                    self.cond.wait()
+                if self.error is not None:
+                    raise VerificationError(
+                        f"data/entries.ndjson cannot be extracted: {self.error}"
+                    )
+                if i == len(self.pieces):
+                    return
+                piece, lines = self.pieces[i], self.lines
+            i += 1
+            yield (*piece, lines)
+
+    def wait(self) -> str:
+        """The file's SHA-256 once it is written."""
+        with self.cond:
+            while not self.done and self.error is None:
+                self.cond.wait()
+            if self.error is not None:
+                raise VerificationError(f"data/entries.ndjson cannot be extracted: {self.error}")
+            assert self.sha256 is not None
+            return self.sha256
+
+    def close(self) -> BaseException | None:
+        """Stop (if still running) and wait for the thread; its error, if any."""
+        self.cancelled = True
+        self._thread.join()
+        return self.error
+
+
+#: Files being extracted while checked, by their path (see ``_Streamed``).
+_STREAMED: dict[str, _Streamed] = {}
+
+
+def _streamed_member(name: str) -> bool:
+    parts = _safe_member(name).parts
+    return parts[-2:] == ("data", "entries.ndjson") and len(parts) <= 3
+
+
+def _extract(archive: Path, dest: Path, streams: list[_Streamed] | None = None) -> Path:
+    """Extract the archive into ``dest``; its bag directory. With ``streams``, a zip's
+    entries.ndjson goes on being extracted in a thread (``_Streamed``, listed there)."""
     name = archive.name.lower()
     if name.endswith(".zip"):
+        later: list[tuple[zipfile.ZipInfo, Path]] = []
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 p = _safe_member(info.filename)
@@ -1143,8 +1267,16 @@ def _extract(archive: Path, dest: Path) -> Path:
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
+                if streams is not None and _streamed_member(info.filename) and not later:
+                    later.append((info, target))
+                    continue
                 with zf.open(info) as src, open(target, "xb") as out:
                     shutil.copyfileobj(src, out)
+        for info, target in later:
+            assert streams is not None
+            stream = _Streamed(archive, info, open(target, "xb"), PIECE_BYTES)
+            streams.append(stream)
+            _STREAMED[os.path.realpath(target)] = stream
     elif name.endswith((".tar.gz", ".tgz", ".tar")):
         with tarfile.open(archive, "r:*") as tf:
             for member in tf:
@@ -1167,13 +1299,27 @@ def _extract(archive: Path, dest: Path) -> Path:
 
 @contextmanager
 def open_bundle(path: Path) -> Iterator[Path]:
-    """``with open_bundle(path) as bag_dir:`` — a directory, or an extracted archive."""
+    """``with open_bundle(path) as bag_dir:`` — a directory, or an extracted archive.
+
+    A zip's entries.ndjson may still be being extracted when the body starts (see
+    ``_Streamed``); an error of that extraction is raised on leaving.
+    """
     path = Path(path)
     if path.is_dir():
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="gongkai-verify-") as tmp:
-        yield _extract(path, Path(tmp))
+        streams: list[_Streamed] = []
+        try:
+            yield _extract(path, Path(tmp), streams)
+            errors = [e for e in (s.close() for s in streams) if e is not None]
+            if errors:  # as extracting it before the checks would have
+                raise zipfile.BadZipFile(f"data/entries.ndjson: {errors[0]!r}") from errors[0]
+        finally:
+            for stream in streams:
+                stream.close()
+                for key in [k for k, v in _STREAMED.items() if v is stream]:
+                    del _STREAMED[key]
 
 
 # ======================================================================================
@@ -1301,6 +1447,18 @@ def _payload_files(bag: _Bag) -> list[str]:
     return sorted(files)
 
 
+def _payload_size(path: Path) -> int:
+    """A payload file's size; of one still being extracted, the size the zip declares
+    (its extraction fails if the bytes differ)."""
+    stream = _STREAMED.get(os.path.realpath(path))
+    return path.stat().st_size if stream is None else stream.size
+
+
+def _payload_sha256(path: Path) -> str:
+    stream = _STREAMED.get(os.path.realpath(path))
+    return _sha256_file(path) if stream is None else stream.wait()
+
+
 def _check_bag(bag: _Bag) -> str:
     text = _read_text(bag.root / "bagit.txt", "bagit.txt")
     if text != "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n":
@@ -1341,7 +1499,7 @@ def _check_bag(bag: _Bag) -> str:
         )
     bag.org, bag.year, bag.variant, bag.origin = org, year, variant, origin
     files = _payload_files(bag)
-    total = sum((bag.root / f).stat().st_size for f in files)
+    total = sum(_payload_size(bag.root / f) for f in files)
     oxum = f"{total}.{len(files)}"
     if bag.info["Payload-Oxum"] != oxum:
         raise VerificationError(
@@ -1362,7 +1520,7 @@ def _check_manifest(bag: _Bag) -> str:
     for rel in files:
         if rel not in listed:
             raise VerificationError(f"{rel} is not listed in manifest-sha256.txt")
-        digest = _sha256_file(bag.root / rel)
+        digest = _payload_sha256(bag.root / rel)
         if digest != listed[rel]:
             raise VerificationError(
                 f"{rel}: SHA-256 is {digest}, manifest-sha256.txt says {listed[rel]} "
@@ -1578,8 +1736,8 @@ def _pieces(path: Path, piece_bytes: int) -> tuple[list[tuple[int, int, int]], i
 
 
 def _check_piece(
-    path: str, start: int, end: int, first: int, log: str | None, full: bool,
-    wanted: tuple[int, ...], stdlib: bool,
+    path: str, start: int, end: int, first: int, wanted: tuple[int, ...], log: str | None,
+    full: bool, stdlib: bool,
 ) -> _Piece:  # fmt: skip
     """Check the lines of one piece (runs in a worker process)."""
     if stdlib:
@@ -1635,41 +1793,48 @@ def _check_piece(
 
 
 def _checked_pieces(
-    path: Path, pieces: list[tuple[int, int, int]], log: str | None, full: bool,
-    wanted: tuple[int, ...] = (),
+    path: Path, planned: Iterator[tuple[int, int, int, tuple[int, ...]]], count: int | None,
+    log: str | None, full: bool,
 ) -> Iterator[_Piece]:  # fmt: skip
-    """The pieces' results in file order; in worker processes when that can help."""
+    """The results of the ``planned`` pieces ``(start, end, first index, cuts)`` (``count``
+    of them, if known) in file order; in worker processes when that can help."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = min(cpus or 1, len(pieces))
-    done = 0
+    workers = min(cpus or 1, count if count is not None else cpus or 1)
+    pending: list[tuple[int, int, int, tuple[int, ...]]] = []  # planned, not yet yielded
     if workers > 1:
         import multiprocessing
         from concurrent.futures import Future, ProcessPoolExecutor
 
         # spawn, not fork: the caller may have threads (a test runner, a server).
         ctx = multiprocessing.get_context("spawn")
-        futures: dict[int, Future[_Piece]] = {}
+        futures: list[Future[_Piece]] = []
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                while done < len(pieces):
+                while True:
                     # At most two pieces a worker in flight: memory stays bounded.
-                    while len(futures) < 2 * workers and done + len(futures) < len(pieces):
-                        i = done + len(futures)
-                        futures[i] = pool.submit(
-                            _check_piece, str(path), *pieces[i], log, full, wanted,
-                            _orjson is None,
-                        )  # fmt: skip
-                    piece = futures.pop(done).result()
-                    done += 1
+                    while len(futures) < 2 * workers:
+                        plan = next(planned, None)
+                        if plan is None:
+                            break
+                        pending.append(plan)
+                        futures.append(pool.submit(
+                            _check_piece, str(path), *plan, log, full, _orjson is None
+                        ))  # fmt: skip
+                    if not futures:
+                        return
+                    piece = futures.pop(0).result()
+                    pending.pop(0)
                     yield piece
                     if piece.error is not None:
-                        for f in futures.values():
+                        for f in futures:
                             f.cancel()
                         return
+        except VerificationError:
+            raise
         except Exception:  # no worker processes here: go on in this one
             pass
-    for start, end, first in pieces[done:]:
-        piece = _check_piece(str(path), start, end, first, log, full, wanted, _orjson is None)
+    for plan in [*pending, *planned]:
+        piece = _check_piece(str(path), *plan, log, full, _orjson is None)
         yield piece
         if piece.error is not None:
             return
@@ -1694,16 +1859,31 @@ def _fold_summaries(bag: _Bag, piece: _Piece) -> None:
 
 def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
     path = bag.data("entries.ndjson")
-    if not path.is_file():
+    stream = _STREAMED.get(os.path.realpath(path))
+    source: Iterator[tuple[int, int, int, int | None]]
+    count: int | None = None
+    if stream is not None:  # still being extracted: pieces as they are written
+        source = stream.published()
+    elif not path.is_file():
         raise VerificationError("data/entries.ndjson is missing")
-    pieces, lines = _pieces(path, piece_bytes or PIECE_BYTES)
-    # Tree heads needed later: each quarterly size, and all leaves but the last (year.closed).
-    wanted = {p["size"] for p in bag.proofs or []} | {lines - 1}
-    if 0 in wanted:
-        bag.roots_at[0] = EMPTY_ROOT
+    else:
+        pieces, lines = _pieces(path, piece_bytes or PIECE_BYTES)
+        source, count = ((*p, lines) for p in pieces), len(pieces)
+    # Tree heads needed later: each quarterly size, and all leaves but the last
+    # (year.closed), once the number of lines is known.
+    wanted = {p["size"] for p in bag.proofs or []}
+
+    def planned() -> Iterator[tuple[int, int, int, tuple[int, ...]]]:
+        for start, end, first, lines in source:
+            if lines is not None:
+                wanted.add(lines - 1)
+            if 0 in wanted:
+                bag.roots_at[0] = EMPTY_ROOT
+            yield start, end, first, tuple(sorted(w for w in wanted if w > 0))
+
     frontier = _Frontier()
-    cuts = tuple(sorted(w for w in wanted if w > 0))
-    for piece in _checked_pieces(path, pieces, bag.log, bag.variant == "full", cuts):
+    full = bag.variant == "full"
+    for piece in _checked_pieces(path, planned(), count, bag.log, full):
         for level, h in piece.subtrees:
             frontier.append_subtree(h, level)
             if frontier.size in wanted:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -816,9 +817,93 @@ def test_pieces_in_worker_processes_give_the_same_results(
     assert len(pieces) >= 4 and lines == len(_entries(b.path)) - (how == "truncated")
     many = V.check_bag(b.path)
     assert [str(r) for r in many] == [str(r) for r in one]
-    checked = list(V._checked_pieces(b.path / "data/entries.ndjson", pieces, LOG, True))
+    plans = iter([(*p, ()) for p in pieces])
+    checked = list(V._checked_pieces(b.path / "data/entries.ndjson", plans, len(pieces), LOG, True))
     assert os.getpid() not in {p.pid for p in checked}  # worker processes did the work
     assert (how == "none") == all(r.status != "FAIL" for r in one)
+
+
+def _zipped(bag: Path, zpath: Path) -> Path:
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(bag.rglob("*")):
+            zf.write(p, p.relative_to(bag.parent).as_posix())
+    return zpath
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 700, 1 << 20])
+@pytest.mark.parametrize("how", ["none", "byte", "removed", "swapped", "truncated", "summary"])
+def test_a_zip_checked_while_it_is_extracted_gives_the_same_results(
+    how: str, piece_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """entries.ndjson checked piece by piece as a thread extracts it (pieces of one
+    line each, of a few lines, or one piece) reports what the unpacked bag reports."""
+    b = build_bundle(tmp_path, "full")
+    _tampered(b.path, how)
+    want = [str(r) for r in V.check_bag(b.path)]
+    zpath = _zipped(b.path, tmp_path / "bundle.zip")
+    monkeypatch.setattr(V, "PIECE_BYTES", piece_bytes)
+    streamed: list[V._Streamed] = []
+    extract = V._extract
+
+    def spy(archive: Path, dest: Path, streams: list[V._Streamed] | None = None) -> Path:
+        bag = extract(archive, dest, streams)
+        streamed.extend(streams or [])
+        return bag
+
+    monkeypatch.setattr(V, "_extract", spy)
+    with V.open_bundle(zpath) as bag_dir:
+        got = [str(r) for r in V.check_bag(bag_dir)]
+    assert len(streamed) == 1 and streamed[0].done
+    assert [p[2] for p in streamed[0].pieces] == [p[2] for p in V._pieces(
+        b.path / "data/entries.ndjson", piece_bytes)[0]]  # fmt: skip
+    assert got == want
+    assert not V._STREAMED  # nothing left registered
+
+
+def test_the_last_two_pieces_come_with_the_line_count(
+    full: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces are published as they are written, but the last two only with the file's
+    line count: the tree head before the last line may fall at the start of the last
+    piece, and the pieces before it are folded without knowing where that is."""
+    zpath = _zipped(full.path, tmp_path / "bundle.zip")
+    with zipfile.ZipFile(zpath) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("data/entries.ndjson"))
+    read = zipfile.ZipExtFile.read
+
+    def slow_read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
+        time.sleep(0.002)
+        return read(self, n)
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", slow_read)
+    monkeypatch.setattr(V._Streamed, "READ", 100)
+    stream = V._Streamed(zpath, info, open(tmp_path / "entries.ndjson", "xb"), 1)
+    try:
+        got = list(stream.published())
+    finally:
+        assert stream.close() is None
+    lines = (tmp_path / "entries.ndjson").read_bytes().count(b"\n")
+    assert [g[2] for g in got] == list(range(lines))  # a line a piece
+    assert got[0][3] is None  # published before the end was written
+    assert [g[3] for g in got[-2:]] == [lines, lines]
+    assert stream.wait() == hashlib.sha256((tmp_path / "entries.ndjson").read_bytes()).hexdigest()
+
+
+def test_a_zip_whose_entries_do_not_inflate_cannot_be_opened(full: Bundle, tmp_path: Path) -> None:
+    """A bad CRC in entries.ndjson, found while it is checked, fails as it did when the
+    zip was unpacked first: the bundle cannot be opened."""
+    zpath = _zipped(full.path, tmp_path / "bundle.zip")
+    raw = bytearray(zpath.read_bytes())
+    at = raw.find(b"PK\x01\x02")  # the central directory's entries: CRC-32 at +16
+    while not raw[at + 46 : at + 46 + int.from_bytes(raw[at + 28 : at + 30], "little")].endswith(
+        b"data/entries.ndjson"
+    ):
+        at = raw.find(b"PK\x01\x02", at + 4)
+    raw[at + 16] ^= 0xFF
+    zpath.write_bytes(bytes(raw))
+    (fail,) = _fails(zpath)
+    assert fail.startswith("bundle: cannot open") and "CRC" in fail, fail
+    assert not V._STREAMED
 
 
 @settings(max_examples=60, deadline=None)

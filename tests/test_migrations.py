@@ -33,9 +33,7 @@ async def empty_dsn(server_dsn: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def test_all_applied_only_when_every_migration_is_recorded(
-    dsn: str, empty_dsn: str
-) -> None:
+async def test_all_applied_only_when_every_migration_is_recorded(dsn: str, empty_dsn: str) -> None:
     assert await db.all_applied(dsn)  # migrated by the session's fixture
     assert not await db.all_applied(empty_dsn)  # no migration table yet
     newest, *older = sorted(db.migration_ids(), reverse=True)
