@@ -271,8 +271,8 @@ async def offline_verify(b: Bench) -> dict[str, Any]:
             for label, py, _ in variants
         )
         + "; run isolated (-I) on the zip, which the verifier unpacks itself; it checks the "
-        "entries in pieces, one worker process a CPU. sha256sum reads the already unpacked "
-        "payload (page cache warm for all)."
+        "entries in pieces, one worker process a CPU, as a thread unpacks them. sha256sum "
+        "reads the already unpacked payload (page cache warm for all)."
     )
     if b.profile:
         b.log("offline_verify: profiling another run with py-spy")
