@@ -1793,13 +1793,13 @@ def _check_piece(
 
 
 def _checked_pieces(
-    path: Path, planned: Iterator[tuple[int, int, int, tuple[int, ...]]], count: int | None,
+    path: Path, planned: Iterator[tuple[int, int, int, tuple[int, ...]]], count: int,
     log: str | None, full: bool,
 ) -> Iterator[_Piece]:  # fmt: skip
-    """The results of the ``planned`` pieces ``(start, end, first index, cuts)`` (``count``
-    of them, if known) in file order; in worker processes when that can help."""
+    """The results of the ``planned`` pieces ``(start, end, first index, cuts)`` (about
+    ``count`` of them) in file order; in worker processes when that can help."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = min(cpus or 1, count if count is not None else cpus or 1)
+    workers = min(cpus or 1, count)
     pending: list[tuple[int, int, int, tuple[int, ...]]] = []  # planned, not yet yielded
     if workers > 1:
         import multiprocessing
@@ -1861,9 +1861,9 @@ def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
     path = bag.data("entries.ndjson")
     stream = _STREAMED.get(os.path.realpath(path))
     source: Iterator[tuple[int, int, int, int | None]]
-    count: int | None = None
     if stream is not None:  # still being extracted: pieces as they are written
         source = stream.published()
+        count = stream.size // (piece_bytes or PIECE_BYTES) + 1  # about
     elif not path.is_file():
         raise VerificationError("data/entries.ndjson is missing")
     else:
@@ -1872,13 +1872,15 @@ def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
     # Tree heads needed later: each quarterly size, and all leaves but the last
     # (year.closed), once the number of lines is known.
     wanted = {p["size"] for p in bag.proofs or []}
+    if 0 in wanted:
+        bag.roots_at[0] = EMPTY_ROOT
 
     def planned() -> Iterator[tuple[int, int, int, tuple[int, ...]]]:
         for start, end, first, lines in source:
-            if lines is not None:
+            if lines is not None and lines - 1 not in wanted:
                 wanted.add(lines - 1)
-            if 0 in wanted:
-                bag.roots_at[0] = EMPTY_ROOT
+                if lines == 1:
+                    bag.roots_at[0] = EMPTY_ROOT
             yield start, end, first, tuple(sorted(w for w in wanted if w > 0))
 
     frontier = _Frontier()
