@@ -218,8 +218,9 @@ def cmd_archive_build(args: argparse.Namespace) -> int:
         await db.migrate()
         signer = signer_for(settings.signing_key, settings.key_name)
         conn = await asyncpg.connect(dsn)
-        helper = await asyncpg.connect(dsn)  # reads the year's sums while the lines stream
+        helper = None
         try:
+            helper = await asyncpg.connect(dsn)  # reads the year's sums while the lines stream
             variants = ["full", "public"] if args.variant == "both" else [args.variant]
             for variant in variants:
                 built = await build_bundle(
@@ -236,7 +237,8 @@ def cmd_archive_build(args: argparse.Namespace) -> int:
                     shutil.copyfile(built.path, target)
                 print(f"{variant}: {target}  sha256 {built.sha256}  {built.size} bytes")
         finally:
-            await helper.close()
+            if helper is not None:
+                await helper.close()
             await conn.close()
         return 0
 

@@ -178,6 +178,11 @@ class _Member:
         dst._compress_size += len(data)
         dst._fileobj.write(data)
 
+    def abandon(self) -> None:
+        """Close the member as it stands: the build failed (its threads have stopped)
+        and the zip is thrown away."""
+        self._dst.close()
+
     def close(self) -> tuple[str, int]:
         if self._buf:
             self._flush(b"".join(self._buf))
@@ -205,6 +210,7 @@ class _Payload:
             max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="bundle-deflate"
         )
         self.files: dict[str, tuple[str, int]] = {}
+        self.open_members: list[_Member] = []
 
     def _member(self, rel: str, *, big: bool = False) -> IO[bytes]:
         info = zipfile.ZipInfo(f"{self.top}/{rel}", date_time=ZIP_TIME)
@@ -215,9 +221,12 @@ class _Payload:
 
     def open(self, rel: str) -> _Member:
         # entries.ndjson may pass 4 GiB: streamed members carry zip64 sizes.
-        return _Member(self._member(f"data/{rel}", big=True), self)
+        member = _Member(self._member(f"data/{rel}", big=True), self)
+        self.open_members.append(member)
+        return member
 
     def done(self, rel: str, member: _Member) -> None:
+        self.open_members.remove(member)
         self.files[f"data/{rel}"] = member.close()
 
     def put(self, rel: str, data: bytes) -> None:
@@ -235,7 +244,14 @@ class _Payload:
         self.writer.shutdown()
         self.deflaters.shutdown()
         try:
-            if not failed:  # (an open member would refuse it)
+            if not failed:
+                self.zip.close()
+                return
+            # A member left open: closed (into the file thrown away) so that neither
+            # it nor the zip is left to write into a closed file when collected.
+            with contextlib.suppress(Exception):
+                for member in self.open_members:
+                    member.abandon()
                 self.zip.close()
         finally:
             self.file.close()
@@ -510,10 +526,12 @@ class _FullYear:
     KINDS = """SELECT k, (SELECT count(*) FROM (
                              SELECT FROM leaves
                              WHERE org = $1 AND kind >= k AND kind <= k AND year = $2
+                               AND idx < $4
                              ORDER BY org, kind, year, idx) one_kind)
                FROM unnest($3::text[]) k"""
     PARSED = f"""SELECT idx, {_LINE}, kind, visibility
                  FROM leaves WHERE org = $1 AND kind >= $2 AND kind <= $2 AND year = $3
+                   AND idx < $4
                  ORDER BY org, kind, year, idx"""
 
     def __init__(self, rows: _EntryRows) -> None:
@@ -533,7 +551,7 @@ class _FullYear:
         await conn.execute(_EntryRows.PLAN)
         others = sorted(k for k in KINDS if k not in MONETARY_KINDS)
         kinds = collections.Counter(
-            {k: n for k, n in await conn.fetch(self.KINDS, org, year, others) if n}
+            {k: n for k, n in await conn.fetch(self.KINDS, org, year, others, self.size) if n}
         )
         flows = await conn.fetch(_EntryRows.FLOWS, org, year, 0, self.size)
         for r in flows:
@@ -542,7 +560,7 @@ class _FullYear:
             return None
         parsed = []
         for kind in sorted(k for k in kinds if k not in MONETARY_KINDS and _parsed(k)):
-            parsed += await conn.fetch(self.PARSED, org, kind, year)
+            parsed += await conn.fetch(self.PARSED, org, kind, year, self.size)
         parsed.sort(key=_INDEX)
         targets = await self.rows.targets(parsed, conn)
         return kinds, _Range(0, parsed, [], set(), flows, targets)
@@ -551,13 +569,22 @@ class _FullYear:
         """Stream the year's lines into ``w``; with a helper connection, read the
         year's sums (``sums``) on it meanwhile, and answer them."""
         lines = 0
+        failed: list[Exception] = []
 
         async def sink(chunk: bytes) -> None:
+            # Never raises: asyncpg leaves a connection whose COPY sink raised
+            # waiting for ever (reading stays paused), so a failure is kept, the
+            # rest of the copy read and dropped, and the failure raised after it.
             nonlocal lines
-            if b"\x01" in chunk:  # quoted: a leaf holds a raw control character
-                raise Conflict(f"{self.org}/{self.year}: a stored leaf is not canonical JSON")
-            lines += chunk.count(b"\n")
-            w.write(chunk)
+            if failed:
+                return
+            try:
+                if b"\x01" in chunk:  # quoted: a leaf holds a raw control character
+                    raise Conflict(f"{self.org}/{self.year}: a stored leaf is not canonical JSON")
+                lines += chunk.count(b"\n")
+                w.write(chunk)
+            except Exception as exc:
+                failed.append(exc)
 
         sums = None if helper is None else asyncio.ensure_future(self.sums(helper))
         try:
@@ -566,14 +593,18 @@ class _FullYear:
                 self.LINES, self.org, self.year, self.size, output=sink,
                 format="csv", quote="\x01", delimiter="\x02",
             )  # fmt: skip
+            if failed:
+                raise failed[0]
+            if lines != self.size:
+                raise Conflict(
+                    f"{self.org}/{self.year}: leaves 0 to {self.size - 1} are not all there"
+                )
         except BaseException:
             if sums is not None:  # let the helper's read stop first
                 sums.cancel()
                 with contextlib.suppress(BaseException):
                     await sums
             raise
-        if lines != self.size:
-            raise Conflict(f"{self.org}/{self.year}: leaves 0 to {self.size - 1} are not all there")
         year = await (self.sums(self.conn) if sums is None else sums)
         await self.conn.execute("SET LOCAL enable_sort = on")  # for the rest of the build
         return year
@@ -761,7 +792,12 @@ async def _write_payload(
     # _FullYear), else read in index ranges of CHUNK leaves (see _EntryRows).
     w = payload.open("entries.ndjson")
     reader = _EntryRows(conn, org, year, size, closed_at, decisions=variant != "full")
-    copied = variant == "full" and FULL_FROM_SUMS
+    # The copy's lines are text: byte for byte the stored leaves only in UTF-8.
+    copied = (
+        variant == "full"
+        and FULL_FROM_SUMS
+        and await conn.fetchval("SHOW server_encoding") == "UTF8"
+    )
     with _no_cycle_collection():
         sums = await _FullYear(reader).write(w, helper) if copied else None
         if sums is not None:

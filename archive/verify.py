@@ -1145,7 +1145,10 @@ class _Streamed:
 
     READ = 1 << 16  # bytes inflated at a time
 
-    def __init__(self, archive: Path, info: zipfile.ZipInfo, out: Any, piece_bytes: int):
+    def __init__(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, piece_bytes: int):
+        """Create ``target`` and extract ``info`` of ``zf`` into it in a thread, which
+        closes ``zf`` when it is done."""
+        self.path = os.path.realpath(target)
         self.size = info.file_size  # as the zip declares it; checked at the end
         self.cond = threading.Condition()
         self.pieces: list[tuple[int, int, int]] = []  # (start, end, first index), published
@@ -1153,20 +1156,30 @@ class _Streamed:
         self.sha256: str | None = None
         self.done = False
         self.error: BaseException | None = None
-        self.cancelled = False
-        self._thread = threading.Thread(
-            target=self._extract, args=(archive, info, out, piece_bytes), daemon=True
-        )
-        self._thread.start()
+        self.cancelled = False  # told to stop: its error then says so, and is not reported
+        out = open(target, "xb")  # closed by the thread
+        try:
+            self._thread = threading.Thread(
+                target=self._extract, args=(zf, info, out, piece_bytes), daemon=True
+            )
+            self._thread.start()
+        except BaseException:
+            out.close()
+            raise
 
-    def _extract(self, archive: Path, info: zipfile.ZipInfo, out: Any, piece_bytes: int) -> None:
+    def _extract(
+        self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: Any, piece_bytes: int
+    ) -> None:
         sha = hashlib.sha256()
         held: list[tuple[int, int, int]] = []  # cut, not yet published
         start = newlines = 0
         piece = bytearray()  # the bytes of the piece being written
+        scanned = 0  # ``piece`` holds no newline before this offset past its cut point
         try:
-            with out, zipfile.ZipFile(archive) as zf, zf.open(info) as src:
-                while not self.cancelled:
+            with out, zf, zf.open(info) as src:
+                while True:
+                    if self.cancelled:
+                        raise VerificationError("the extraction was stopped")
                     chunk = src.read(self.READ)
                     if not chunk:
                         break
@@ -1175,14 +1188,18 @@ class _Streamed:
                     piece += chunk
                     at = 0  # where the piece being cut starts in ``piece``
                     while len(piece) - at >= piece_bytes:
-                        cut = piece.find(b"\n", at + piece_bytes - 1) + 1
+                        # Resume the search where the last one stopped: a long line
+                        # read in many chunks is scanned once, not once a chunk.
+                        cut = piece.find(b"\n", max(at + piece_bytes - 1, scanned)) + 1
                         if not cut:
+                            scanned = len(piece)
                             break
                         held.append((start, start + cut - at, newlines))
                         newlines += piece.count(b"\n", at, cut)
                         start += cut - at
                         at = cut
                     del piece[:at]
+                    scanned = max(0, scanned - at)
                     if len(held) > 2:
                         out.flush()  # workers read what is published from the file
                         with self.cond:
@@ -1193,7 +1210,7 @@ class _Streamed:
                     held.append((start, start + len(piece), newlines))
                     newlines += piece.count(b"\n")
                     start += len(piece)
-            if not self.cancelled and start != self.size:
+            if start != self.size:
                 raise zipfile.BadZipFile(
                     f"{info.filename}: {start} bytes, the zip says {self.size}"
                 )
@@ -1224,25 +1241,34 @@ class _Streamed:
             i += 1
             yield (*piece, lines)
 
-    def wait(self) -> str:
-        """The file's SHA-256 once it is written."""
+    def wait(self) -> tuple[str, int]:
+        """The file's SHA-256 and number of newlines, once it is written."""
         with self.cond:
             while not self.done and self.error is None:
                 self.cond.wait()
             if self.error is not None:
                 raise VerificationError(f"data/entries.ndjson cannot be extracted: {self.error}")
-            assert self.sha256 is not None
-            return self.sha256
+            assert self.sha256 is not None and self.lines is not None
+            return self.sha256, self.lines
 
     def close(self) -> BaseException | None:
-        """Stop (if still running) and wait for the thread; its error, if any."""
-        self.cancelled = True
+        """Stop (if still running) and wait for the thread; the extraction's error,
+        if it failed before it was told to stop."""
+        with self.cond:
+            stopped = not self.done and self.error is None
+            self.cancelled = True
         self._thread.join()
-        return self.error
+        return None if stopped else self.error
 
 
-#: Files being extracted while checked, by their path (see ``_Streamed``).
+#: Files being extracted while checked, by their real path (see ``_Streamed``).
 _STREAMED: dict[str, _Streamed] = {}
+_STREAMED_LOCK = threading.Lock()
+
+
+def _streamed(path: Path) -> _Streamed | None:
+    with _STREAMED_LOCK:
+        return _STREAMED.get(os.path.realpath(path))
 
 
 def _streamed_member(name: str) -> bool:
@@ -1255,8 +1281,9 @@ def _extract(archive: Path, dest: Path, streams: list[_Streamed] | None = None) 
     entries.ndjson goes on being extracted in a thread (``_Streamed``, listed there)."""
     name = archive.name.lower()
     if name.endswith(".zip"):
-        later: list[tuple[zipfile.ZipInfo, Path]] = []
-        with zipfile.ZipFile(archive) as zf:
+        later: tuple[zipfile.ZipInfo, Path] | None = None
+        zf = zipfile.ZipFile(archive)
+        try:
             for info in zf.infolist():
                 p = _safe_member(info.filename)
                 mode = info.external_attr >> 16
@@ -1267,16 +1294,22 @@ def _extract(archive: Path, dest: Path, streams: list[_Streamed] | None = None) 
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                if streams is not None and _streamed_member(info.filename) and not later:
-                    later.append((info, target))
+                if streams is not None and later is None and _streamed_member(info.filename):
+                    later = (info, target)
                     continue
                 with zf.open(info) as src, open(target, "xb") as out:
                     shutil.copyfileobj(src, out)
-        for info, target in later:
-            assert streams is not None
-            stream = _Streamed(archive, info, open(target, "xb"), PIECE_BYTES)
-            streams.append(stream)
-            _STREAMED[os.path.realpath(target)] = stream
+            if later is not None:  # the same open zip: its thread closes it
+                assert streams is not None
+                stream = _Streamed(zf, *later, PIECE_BYTES)
+                streams.append(stream)
+                with _STREAMED_LOCK:
+                    _STREAMED[stream.path] = stream
+        except BaseException:
+            zf.close()
+            raise
+        if later is None:
+            zf.close()
     elif name.endswith((".tar.gz", ".tgz", ".tar")):
         with tarfile.open(archive, "r:*") as tf:
             for member in tf:
@@ -1318,8 +1351,8 @@ def open_bundle(path: Path) -> Iterator[Path]:
         finally:
             for stream in streams:
                 stream.close()
-                for key in [k for k, v in _STREAMED.items() if v is stream]:
-                    del _STREAMED[key]
+                with _STREAMED_LOCK:
+                    _STREAMED.pop(stream.path, None)
 
 
 # ======================================================================================
@@ -1450,13 +1483,13 @@ def _payload_files(bag: _Bag) -> list[str]:
 def _payload_size(path: Path) -> int:
     """A payload file's size; of one still being extracted, the size the zip declares
     (its extraction fails if the bytes differ)."""
-    stream = _STREAMED.get(os.path.realpath(path))
+    stream = _streamed(path)
     return path.stat().st_size if stream is None else stream.size
 
 
 def _payload_sha256(path: Path) -> str:
-    stream = _STREAMED.get(os.path.realpath(path))
-    return _sha256_file(path) if stream is None else stream.wait()
+    stream = _streamed(path)
+    return _sha256_file(path) if stream is None else stream.wait()[0]
 
 
 def _check_bag(bag: _Bag) -> str:
@@ -1808,12 +1841,21 @@ def _checked_pieces(
         # spawn, not fork: the caller may have threads (a test runner, a server).
         ctx = multiprocessing.get_context("spawn")
         futures: list[Future[_Piece]] = []
+        failed: list[BaseException] = []  # of the plan, not of the workers
+
+        def next_plan() -> tuple[int, int, int, tuple[int, ...]] | None:
+            try:
+                return next(planned, None)
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 while True:
                     # At most two pieces a worker in flight: memory stays bounded.
                     while len(futures) < 2 * workers:
-                        plan = next(planned, None)
+                        plan = next_plan()
                         if plan is None:
                             break
                         pending.append(plan)
@@ -1829,10 +1871,9 @@ def _checked_pieces(
                         for f in futures:
                             f.cancel()
                         return
-        except VerificationError:
-            raise
         except Exception:  # no worker processes here: go on in this one
-            pass
+            if failed:
+                raise
     for plan in [*pending, *planned]:
         piece = _check_piece(str(path), *plan, log, full, _orjson is None)
         yield piece
@@ -1859,7 +1900,7 @@ def _fold_summaries(bag: _Bag, piece: _Piece) -> None:
 
 def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
     path = bag.data("entries.ndjson")
-    stream = _STREAMED.get(os.path.realpath(path))
+    stream = _streamed(path)
     source: Iterator[tuple[int, int, int, int | None]]
     if stream is not None:  # still being extracted: pieces as they are written
         source = stream.published()
@@ -1867,8 +1908,8 @@ def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
     elif not path.is_file():
         raise VerificationError("data/entries.ndjson is missing")
     else:
-        pieces, lines = _pieces(path, piece_bytes or PIECE_BYTES)
-        source, count = ((*p, lines) for p in pieces), len(pieces)
+        pieces, newlines = _pieces(path, piece_bytes or PIECE_BYTES)
+        source, count = ((*p, newlines) for p in pieces), len(pieces)
     # Tree heads needed later: each quarterly size, and all leaves but the last
     # (year.closed), once the number of lines is known.
     wanted = {p["size"] for p in bag.proofs or []}
@@ -1901,6 +1942,9 @@ def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
             raise VerificationError(
                 f"data/entries.ndjson line {index + 1} (index {index}): {message}"
             )
+    total = newlines if stream is None else stream.wait()[1]
+    if frontier.size != total:  # every line is checked, or the pass fails above
+        raise VerificationError(f"data/entries.ndjson: {frontier.size} of {total} lines checked")
     bag.size = frontier.size
     bag.root_hash = frontier.root()
     bag.roots_at[bag.size] = bag.root_hash

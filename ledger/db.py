@@ -52,17 +52,27 @@ MIGRATIONS = Path(__file__).parent / "piccolo_migrations"
 _MIGRATION_ID = re.compile(r'^ID = "([^"]+)"$', re.MULTILINE)
 
 
-def migration_ids() -> set[str]:
-    """The IDs of the ledger's migrations, read from their files (not imported)."""
-    return {
-        m.group(1)
-        for path in MIGRATIONS.glob("ledger_*.py")
-        if (m := _MIGRATION_ID.search(path.read_text(encoding="utf-8")))
-    }
+def migration_ids() -> set[str] | None:
+    """The IDs of the ledger's migrations, read from their files (not imported);
+    None unless every migration file (``*.py`` but ``__init__``) states one as
+    ``ID = "…"``, so an unexpected file sends the check to Piccolo."""
+    ids = set()
+    for path in MIGRATIONS.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        m = _MIGRATION_ID.search(path.read_text(encoding="utf-8"))
+        if m is None:
+            return None
+        ids.add(m.group(1))
+    return ids or None
 
 
 async def all_applied(dsn: str) -> bool:
-    """Whether the database has recorded every migration of the ledger as run."""
+    """Whether the database has recorded every migration of the ledger as run (False
+    when the migrations cannot be told without Piccolo)."""
+    ids = migration_ids()
+    if ids is None:
+        return False
     conn = await asyncpg.connect(dsn)
     try:
         applied = await conn.fetch("SELECT name FROM migration WHERE app_name = 'ledger'")
@@ -70,7 +80,7 @@ async def all_applied(dsn: str) -> bool:
         return False
     finally:
         await conn.close()
-    return migration_ids() <= {r["name"] for r in applied}
+    return ids <= {r["name"] for r in applied}
 
 
 async def migrate() -> None:

@@ -19,6 +19,7 @@ import sys
 import tarfile
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -877,16 +878,76 @@ def test_the_last_two_pieces_come_with_the_line_count(
 
     monkeypatch.setattr(zipfile.ZipExtFile, "read", slow_read)
     monkeypatch.setattr(V._Streamed, "READ", 100)
-    stream = V._Streamed(zpath, info, open(tmp_path / "entries.ndjson", "xb"), 1)
+    stream = V._Streamed(zipfile.ZipFile(zpath), info, tmp_path / "entries.ndjson", 1)
     try:
         got = list(stream.published())
     finally:
         assert stream.close() is None
-    lines = (tmp_path / "entries.ndjson").read_bytes().count(b"\n")
+    written = (tmp_path / "entries.ndjson").read_bytes()
+    lines = written.count(b"\n")
     assert [g[2] for g in got] == list(range(lines))  # a line a piece
     assert got[0][3] is None  # published before the end was written
     assert [g[3] for g in got[-2:]] == [lines, lines]
-    assert stream.wait() == hashlib.sha256((tmp_path / "entries.ndjson").read_bytes()).hexdigest()
+    assert stream.wait() == (hashlib.sha256(written).hexdigest(), lines)
+
+
+def test_a_stream_cuts_long_lines_as_an_unpacked_file_is_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines shorter and far longer than a piece and than a read, cut where ``_pieces``
+    cuts them (a long line is searched for its end once, not once a read)."""
+    lines = [b"x" * n + b"\n" for n in (5, 3000, 1, 40, 9000, 2, 700, 65, 0, 12000, 3)]
+    data = b"".join(lines) + b"tail without newline"
+    zpath = tmp_path / "e.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bag/data/entries.ndjson", data)
+    (tmp_path / "plain.ndjson").write_bytes(data)
+    monkeypatch.setattr(V._Streamed, "READ", 256)
+    for piece_bytes in (1, 100, 2500, 1 << 20):
+        zf = zipfile.ZipFile(zpath)
+        target = tmp_path / f"streamed-{piece_bytes}.ndjson"
+        stream = V._Streamed(zf, zf.infolist()[0], target, piece_bytes)
+        got = [p[:3] for p in stream.published()]
+        assert stream.close() is None
+        want, newlines = V._pieces(tmp_path / "plain.ndjson", piece_bytes)
+        assert got == want and stream.wait() == (hashlib.sha256(data).hexdigest(), newlines)
+        assert target.read_bytes() == data
+
+
+def test_a_stream_told_to_stop_is_not_taken_as_complete(
+    full: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zpath = _zipped(full.path, tmp_path / "bundle.zip")
+    read = zipfile.ZipExtFile.read
+
+    def slow_read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
+        time.sleep(0.01)
+        return read(self, n)
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", slow_read)
+    monkeypatch.setattr(V._Streamed, "READ", 100)
+    zf = zipfile.ZipFile(zpath)
+    info = next(i for i in zf.infolist() if i.filename.endswith("data/entries.ndjson"))
+    stream = V._Streamed(zf, info, tmp_path / "entries.ndjson", 1)
+    assert stream.close() is None  # stopped: not an error of the zip
+    assert not stream.done
+    with pytest.raises(V.VerificationError, match="stopped"):
+        stream.wait()
+
+
+def test_a_failing_plan_is_not_taken_for_missing_worker_processes(full: Bundle) -> None:
+    """Only the worker pool's failures send the check into this process; an error of
+    the pieces' plan (here after the first piece) is the verifier's, not a shorter
+    pass."""
+    path = full.path / "data/entries.ndjson"
+    pieces, _ = V._pieces(path, 700)
+
+    def plan() -> Iterator[tuple[int, int, int, tuple[int, ...]]]:
+        yield (*pieces[0], ())
+        raise RuntimeError("the plan broke")
+
+    with pytest.raises(RuntimeError, match="the plan broke"):
+        list(V._checked_pieces(path, plan(), 4, LOG, True))
 
 
 def test_a_zip_whose_entries_do_not_inflate_cannot_be_opened(full: Bundle, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -19,6 +20,17 @@ def test_migration_ids_are_read_from_the_files_as_piccolo_imports_them() -> None
         module = importlib.import_module(f"ledger.piccolo_migrations.{path.stem}")
         ids.add(module.ID)
     assert ids and db.migration_ids() == ids
+
+
+def test_a_migration_file_without_a_plain_id_sends_the_check_to_piccolo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "ledger_a.py").write_text('ID = "2026-01-01T00:00:00:000000"\n')
+    monkeypatch.setattr(db, "MIGRATIONS", tmp_path)
+    assert db.migration_ids() == {"2026-01-01T00:00:00:000000"}
+    (tmp_path / "ledger_b.py").write_text("ID: str = '2026-01-02T00:00:00:000000'\n")
+    assert db.migration_ids() is None
 
 
 @pytest.fixture
@@ -36,7 +48,7 @@ async def empty_dsn(server_dsn: str) -> AsyncIterator[str]:
 async def test_all_applied_only_when_every_migration_is_recorded(dsn: str, empty_dsn: str) -> None:
     assert await db.all_applied(dsn)  # migrated by the session's fixture
     assert not await db.all_applied(empty_dsn)  # no migration table yet
-    newest, *older = sorted(db.migration_ids(), reverse=True)
+    newest, *older = sorted(db.migration_ids() or (), reverse=True)
     conn = await asyncpg.connect(empty_dsn)
     try:
         await conn.execute("CREATE TABLE migration (name text, app_name text)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -17,6 +18,7 @@ import pytest
 
 from archive import bundle
 from ledger.checkpoint import signer_for
+from ledger.errors import Conflict
 from ledger.settings import Settings
 from tests.conftest import Org, fund_entry, make_org
 from tests.test_integrity import run_cli
@@ -319,7 +321,7 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
         for sql, args, pkey in [
             (bundle._EntryRows.LEAVES, ("unseen-org", 2024, 5000, 10000), "leaves_pkey"),
             (bundle._FullYear.LINES, ("unseen-org", 2024, 10000), "leaves_pkey"),
-            (bundle._FullYear.PARSED, ("unseen-org", "procurement.bid", 2024), "leaves_kind"),
+            (bundle._FullYear.PARSED, ("unseen-org", "procurement.bid", 2024, 9), "leaves_kind"),
             (bundle._EntryRows.POSTINGS, ("unseen-org", 2024, 5000, 10000), "postings_pkey"),
             (bundle._EntryRows.TARGETS, ("unseen-org", 2024, [5, 7000]), "postings_pkey"),
             (
@@ -349,7 +351,7 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
         # The year's counts by kind: each one a range of the kind index.
         plan = json.loads(
             await conn.fetchval(
-                "EXPLAIN (FORMAT JSON) " + bundle._FullYear.KINDS, "unseen-org", 2024, ["a", "b"]
+                "EXPLAIN (FORMAT JSON) " + bundle._FullYear.KINDS, "unseen-org", 2024, ["a"], 9
             )
         )[0]
         (count,) = plan["Plan"]["Plans"]
@@ -358,6 +360,54 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
         assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
         assert scan["Index Name"] == "leaves_kind" and "Plans" not in scan
         await tx.rollback()
+
+
+async def test_a_copy_short_of_leaves_stops_the_helper_and_says_so(
+    client: Any, pool: asyncpg.Pool
+) -> None:
+    """Fewer lines than the year's size: 409, with the helper's read stopped first, so
+    both transactions end cleanly and the connections stay usable."""
+    org = await make_org("h")
+    await _year(client, org)
+    await _close(client, org)
+    async with pool.acquire() as conn, pool.acquire() as helper:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            final = await conn.fetchval(
+                "SELECT final_size FROM year_closes WHERE org = $1 AND year = 2025", org.code
+            )
+            rows = bundle._EntryRows(conn, org.code, 2025, final + 1, None, decisions=False)
+
+            class Sink:
+                def write(self, data: bytes) -> None:
+                    pass
+
+            async with bundle._same_snapshot(conn, helper) as side:
+                with pytest.raises(Conflict, match="not all there"):
+                    await bundle._FullYear(rows).write(Sink(), side)  # type: ignore[arg-type]
+        assert await conn.fetchval("SELECT 1") == 1
+        assert await helper.fetchval("SELECT 1") == 1
+
+
+async def test_a_failed_build_reports_its_own_error_and_leaves_nothing(
+    client: Any, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await make_org("f")
+    await _year(client, org)
+    await _close(client, org)
+
+    def broken(self: Any, data: bytes) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle._Member, "write", broken)
+    signer = signer_for(settings.signing_key, settings.key_name)
+    async with pool.acquire() as conn:
+        for variant in ("full", "public"):
+            # (A COPY whose sink raised used to leave the connection waiting for ever.)
+            with pytest.raises(OSError, match="disk full"):
+                async with asyncio.timeout(60):
+                    await bundle.build_bundle(conn, settings, signer, org.code, 2025, variant)
+        assert await conn.fetchval("SELECT 1") == 1
+    assert not list(settings.archive_dir.glob(".build-*"))
 
 
 async def test_a_build_takes_a_helper_connection_only_if_one_is_free(dsn: str) -> None:
