@@ -220,8 +220,9 @@ def cmd_archive_build(args: argparse.Namespace) -> int:
         conn = await asyncpg.connect(dsn)
         helper = None
         try:
-            helper = await asyncpg.connect(dsn)  # reads the year's sums while the lines stream
             variants = ["full", "public"] if args.variant == "both" else [args.variant]
+            if "full" in variants:  # reads the year's sums while the lines stream
+                helper = await asyncpg.connect(dsn)
             for variant in variants:
                 built = await build_bundle(
                     conn, settings, signer, args.org, args.year, variant, helper=helper

@@ -1833,14 +1833,14 @@ def _checked_pieces(
     ``count`` of them) in file order; in worker processes when that can help."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = min(cpus or 1, count)
-    pending: list[tuple[int, int, int, tuple[int, ...]]] = []  # planned, not yet yielded
+    # Planned pieces submitted and not yet yielded, each with its worker's result.
+    inflight: list[tuple[tuple[int, int, int, tuple[int, ...]], Any]] = []
     if workers > 1:
         import multiprocessing
         from concurrent.futures import Future, ProcessPoolExecutor
 
         # spawn, not fork: the caller may have threads (a test runner, a server).
         ctx = multiprocessing.get_context("spawn")
-        futures: list[Future[_Piece]] = []
         failed: list[BaseException] = []  # of the plan, not of the workers
 
         def next_plan() -> tuple[int, int, int, tuple[int, ...]] | None:
@@ -1854,27 +1854,27 @@ def _checked_pieces(
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 while True:
                     # At most two pieces a worker in flight: memory stays bounded.
-                    while len(futures) < 2 * workers:
+                    while len(inflight) < 2 * workers:
                         plan = next_plan()
                         if plan is None:
                             break
-                        pending.append(plan)
-                        futures.append(pool.submit(
+                        future: Future[_Piece] = pool.submit(
                             _check_piece, str(path), *plan, log, full, _orjson is None
-                        ))  # fmt: skip
-                    if not futures:
+                        )
+                        inflight.append((plan, future))
+                    if not inflight:
                         return
-                    piece = futures.pop(0).result()
-                    pending.pop(0)
+                    piece = inflight[0][1].result()
+                    del inflight[0]
                     yield piece
                     if piece.error is not None:
-                        for f in futures:
+                        for _, f in inflight:
                             f.cancel()
                         return
         except Exception:  # no worker processes here: go on in this one
             if failed:
                 raise
-    for plan in [*pending, *planned]:
+    for plan in [*(plan for plan, _ in inflight), *planned]:
         piece = _check_piece(str(path), *plan, log, full, _orjson is None)
         yield piece
         if piece.error is not None:

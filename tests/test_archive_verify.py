@@ -824,6 +824,22 @@ def test_pieces_in_worker_processes_give_the_same_results(
     assert (how == "none") == all(r.status != "FAIL" for r in one)
 
 
+def _entries_member(zf: zipfile.ZipFile) -> zipfile.ZipInfo:
+    return next(i for i in zf.infolist() if i.filename.endswith("data/entries.ndjson"))
+
+
+def _slow_reads(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Extraction reads 100 bytes at a time, each after a pause: slower than checking."""
+    read = zipfile.ZipExtFile.read
+
+    def slow_read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
+        time.sleep(seconds)
+        return read(self, n)
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", slow_read)
+    monkeypatch.setattr(V._Streamed, "READ", 100)
+
+
 def _zipped(bag: Path, zpath: Path) -> Path:
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(bag.rglob("*")):
@@ -868,17 +884,9 @@ def test_the_last_two_pieces_come_with_the_line_count(
     line count: the tree head before the last line may fall at the start of the last
     piece, and the pieces before it are folded without knowing where that is."""
     zpath = _zipped(full.path, tmp_path / "bundle.zip")
-    with zipfile.ZipFile(zpath) as zf:
-        info = next(i for i in zf.infolist() if i.filename.endswith("data/entries.ndjson"))
-    read = zipfile.ZipExtFile.read
-
-    def slow_read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
-        time.sleep(0.002)
-        return read(self, n)
-
-    monkeypatch.setattr(zipfile.ZipExtFile, "read", slow_read)
-    monkeypatch.setattr(V._Streamed, "READ", 100)
-    stream = V._Streamed(zipfile.ZipFile(zpath), info, tmp_path / "entries.ndjson", 1)
+    _slow_reads(monkeypatch, 0.002)
+    zf = zipfile.ZipFile(zpath)
+    stream = V._Streamed(zf, _entries_member(zf), tmp_path / "entries.ndjson", 1)
     try:
         got = list(stream.published())
     finally:
@@ -918,17 +926,9 @@ def test_a_stream_told_to_stop_is_not_taken_as_complete(
     full: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     zpath = _zipped(full.path, tmp_path / "bundle.zip")
-    read = zipfile.ZipExtFile.read
-
-    def slow_read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
-        time.sleep(0.01)
-        return read(self, n)
-
-    monkeypatch.setattr(zipfile.ZipExtFile, "read", slow_read)
-    monkeypatch.setattr(V._Streamed, "READ", 100)
+    _slow_reads(monkeypatch, 0.01)
     zf = zipfile.ZipFile(zpath)
-    info = next(i for i in zf.infolist() if i.filename.endswith("data/entries.ndjson"))
-    stream = V._Streamed(zf, info, tmp_path / "entries.ndjson", 1)
+    stream = V._Streamed(zf, _entries_member(zf), tmp_path / "entries.ndjson", 1)
     assert stream.close() is None  # stopped: not an error of the zip
     assert not stream.done
     with pytest.raises(V.VerificationError, match="stopped"):
