@@ -19,7 +19,7 @@ import asyncpg
 
 from archive.bundle import BuiltBundle, build_bundle, spare_connection
 from ledger import opinions
-from ledger.books import apply_books
+from ledger.books import load_books
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import Checkpoint, NoteSigner
 from ledger.entries import NewEntry
@@ -111,7 +111,7 @@ async def close_year(
             body=YearClosed(size=head["size"], root=bytes(head["root"]).hex()),
             actor=actor,
         )
-        receipt = (await append_entries(conn, [closing], effects=apply_books))[0]
+        receipt = (await append_entries(conn, [closing], effects=load_books))[0]
         final = await conn.fetchrow(
             "SELECT size, root FROM logs WHERE org = $1 AND year = $2", org, year
         )
@@ -169,7 +169,7 @@ async def close_year(
         actor=actor,
     )
     async with pool.acquire() as conn, conn.transaction():
-        archived_receipt = (await append_entries(conn, [archived], effects=apply_books))[0]
+        archived_receipt = (await append_entries(conn, [archived], effects=load_books))[0]
     return CloseResult(
         log=f"{org}/{year}",
         final_size=size,

@@ -1,12 +1,13 @@
 """The books: what each entry means, and the rules it must obey.
 
-``apply_books`` runs inside the append transaction (``sequencer.append_entries``
-calls it as its effects), after indices were assigned and while the org's lock
-is held. For a whole group or batch it loads the state the entries touch in a
-few queries, applies every entry in index order in memory — so an entry sees
-the effect of the ones before it in the same batch — and writes the changes
-back in bulk. Any rule broken raises, and the whole transaction rolls back: a
-refused entry leaves no trace.
+``load_books`` runs inside the append transaction (``sequencer.append_entries``
+calls it as its effects) while the org's lock is held. For a whole group or
+batch it loads the state the entries touch in a few queries; once indices are
+assigned, it applies every entry in index order in memory — so an entry sees
+the effect of the ones before it in the same batch — and hands back the changes
+as writes (``ledger.writes``), which the append sends with its own. Any rule
+broken raises before anything is written, and the whole transaction rolls back:
+a refused entry leaves no trace.
 
 Money: every fund receipt and disbursement becomes balanced double-entry
 postings (the lines of one entry sum to zero). A fund's balance is the sum of
@@ -24,9 +25,11 @@ from typing import Any
 import asyncpg
 
 from ledger import kinds as k
+from ledger.entries import NewEntry
 from ledger.errors import Conflict, FieldError, Forbidden, InvalidInput, LedgerError
 from ledger.money import from_fen, to_fen
-from ledger.sequencer import Sequenced
+from ledger.sequencer import Applier, Sequenced
+from ledger.writes import Rows, Statement, Write
 
 #: Legal project status transitions.
 PROJECT_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -168,13 +171,13 @@ class Books:
 
     # --- loading ------------------------------------------------------------------
 
-    async def preload(self, batch: Sequence[Sequenced]) -> None:
+    async def preload(self, entries: Sequence[NewEntry]) -> None:
         fund_codes: set[str] = set()
         project_codes: set[str] = set()
         tender_ids: set[str] = set()
         targets: set[tuple[int, int]] = set()
-        for s in batch:
-            b = s.entry.body
+        for e in entries:
+            b = e.body
             if code := getattr(b, "fund_code", None):
                 fund_codes.add(code)
             if code := getattr(b, "project_code", None):
@@ -415,133 +418,168 @@ class Books:
 
     # --- writing ------------------------------------------------------------------
 
-    async def flush(self) -> None:
-        c, org = self.conn, self.org
-        new_funds = [f for f in self.funds.values() if f is not None and f.new]
-        if new_funds:
-            await c.executemany(
-                """INSERT INTO funds (org, fund_code, name, category, currency, allow_overdraft,
-                       visibility, opened_year, opened_index, balance_fen)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+    def writes(self) -> list[Write]:
+        """What applying the entries changed, for ``ledger.writes.send``."""
+        org = self.org
+        out: list[Write] = [
+            Rows(
+                "funds",
+                ("org", "fund_code", "name", "category", "currency", "allow_overdraft",
+                 "visibility", "opened_year", "opened_index", "balance_fen"),
+                ("text", "text", "text", "text", "text", "bool", "text", "int", "bigint", "bigint"),
                 [
                     (org, f.code, f.name, f.category, f.currency, f.allow_overdraft,
                      f.visibility, *self.opened[f.code], f.balance)
-                    for f in new_funds
+                    for f in self.funds.values()
+                    if f is not None and f.new
                 ],
-            )  # fmt: skip
+            ),
+            Rows(
+                "postings",
+                ("org", "year", "idx", "line", "fund_code", "account", "amount_fen", "flow",
+                 "month"),
+                ("text", "int", "bigint", "smallint", "text", "text", "bigint", "text", "date"),
+                self.postings,
+            ),
+            Rows(
+                "project_approvals",
+                ("org", "year", "idx", "project_code", "approval_type", "document_no",
+                 "authority", "decision", "decided_on"),
+                ("text", "int", "bigint", "text", "text", "text", "text", "text", "date"),
+                self.approvals,
+            ),
+            Rows(
+                "procurement_events",
+                ("org", "year", "idx", "tender_id", "kind", "party_id", "party_name",
+                 "amount_fen", "on_date", "contract_id", "award_year", "award_index"),
+                ("text", "int", "bigint", "text", "text", "text", "text", "bigint", "date",
+                 "text", "int", "bigint"),
+                self.events,
+            ),
+            Rows(
+                "reviews",
+                ("org", "target_year", "target_index", "decision", "reason", "legal_basis",
+                 "reviewer", "year", "idx", "reviewed_at"),
+                ("text", "int", "bigint", "text", "text", "text", "text", "int", "bigint",
+                 "timestamptz"),
+                self.reviews,
+            ),
+            Rows(
+                "levy_assessments",
+                ("org", "year", "idx", "fund_code", "payer_id", "payer_name", "period",
+                 "assessed_fen", "reduction_fen", "deferred_until", "reference"),
+                ("text", "int", "bigint", "text", "text", "text", "text", "bigint", "bigint",
+                 "date", "text"),
+                self.assessments,
+            ),
+            Rows(
+                "reversals",
+                ("org", "target_year", "target_index", "year", "idx"),
+                ("text", "int", "bigint", "int", "bigint"),
+                self.reversals,
+            ),
+        ]  # fmt: skip
         dirty = [f for f in self.funds.values() if f is not None and f.dirty and not f.new]
         if dirty:
-            await c.executemany(
-                "UPDATE funds SET balance_fen = $3 WHERE org = $1 AND fund_code = $2",
-                [(org, f.code, f.balance) for f in dirty],
+            out.append(
+                Statement(
+                    """UPDATE funds f SET balance_fen = u.balance
+                       FROM unnest($2::text[], $3::bigint[]) AS u(fund_code, balance)
+                       WHERE f.org = $1 AND f.fund_code = u.fund_code""",
+                    (org, [f.code for f in dirty], [f.balance for f in dirty]),
+                )
             )
-        if self.postings:
-            await c.copy_records_to_table(
-                "postings",
-                records=self.postings,
-                columns=("org", "year", "idx", "line", "fund_code", "account", "amount_fen",
-                         "flow", "month"),
-            )  # fmt: skip
         if self.periods:
-            await c.execute(
-                """
-                INSERT INTO fund_periods AS p (org, fund_code, scope, month, receipts_fen,
-                    disbursements_fen, receipts_n, disbursements_n, pending_n, withheld_n)
-                SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::bigint[],
-                    $6::bigint[], $7::int[], $8::int[], $9::int[], $10::int[])
-                ON CONFLICT (org, fund_code, scope, month) DO UPDATE SET
-                    receipts_fen = p.receipts_fen + EXCLUDED.receipts_fen,
-                    disbursements_fen = p.disbursements_fen + EXCLUDED.disbursements_fen,
-                    receipts_n = p.receipts_n + EXCLUDED.receipts_n,
-                    disbursements_n = p.disbursements_n + EXCLUDED.disbursements_n,
-                    pending_n = p.pending_n + EXCLUDED.pending_n,
-                    withheld_n = p.withheld_n + EXCLUDED.withheld_n
-                """,
-                org,
-                *map(list, zip(*[(*key, *v) for key, v in self.periods.items()], strict=True)),
+            out.append(
+                Statement(
+                    """
+                    INSERT INTO fund_periods AS p (org, fund_code, scope, month, receipts_fen,
+                        disbursements_fen, receipts_n, disbursements_n, pending_n, withheld_n)
+                    SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::bigint[],
+                        $6::bigint[], $7::int[], $8::int[], $9::int[], $10::int[])
+                    ON CONFLICT (org, fund_code, scope, month) DO UPDATE SET
+                        receipts_fen = p.receipts_fen + EXCLUDED.receipts_fen,
+                        disbursements_fen = p.disbursements_fen + EXCLUDED.disbursements_fen,
+                        receipts_n = p.receipts_n + EXCLUDED.receipts_n,
+                        disbursements_n = p.disbursements_n + EXCLUDED.disbursements_n,
+                        pending_n = p.pending_n + EXCLUDED.pending_n,
+                        withheld_n = p.withheld_n + EXCLUDED.withheld_n
+                    """,
+                    (org, *_columns((*key, *v) for key, v in self.periods.items())),
+                )
             )
         if self.fund_targets:
-            await c.executemany(
-                """INSERT INTO fund_targets AS t (org, fund_code, year, direction, amount_fen,
-                       set_year, set_index) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                   ON CONFLICT (org, fund_code, year, direction) DO UPDATE SET
-                       amount_fen = EXCLUDED.amount_fen, set_year = EXCLUDED.set_year,
-                       set_index = EXCLUDED.set_index""",
-                [(org, *key, *v) for key, v in self.fund_targets.items()],
+            out.append(
+                Statement(
+                    """INSERT INTO fund_targets AS t (org, fund_code, year, direction, amount_fen,
+                           set_year, set_index)
+                       SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::bigint[],
+                           $6::int[], $7::bigint[])
+                       ON CONFLICT (org, fund_code, year, direction) DO UPDATE SET
+                           amount_fen = EXCLUDED.amount_fen, set_year = EXCLUDED.set_year,
+                           set_index = EXCLUDED.set_index""",
+                    (org, *_columns((*key, *v) for key, v in self.fund_targets.items())),
+                )
             )
         projects = [p for p in self.projects.values() if p is not None and (p.new or p.dirty)]
         if projects:
-            await c.executemany(
-                """INSERT INTO projects AS p (org, project_code, name, category, location,
-                       total_investment_fen, status, disbursed_fen, registered_year,
-                       registered_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                   ON CONFLICT (org, project_code) DO UPDATE SET
-                       total_investment_fen = EXCLUDED.total_investment_fen,
-                       status = EXCLUDED.status, disbursed_fen = EXCLUDED.disbursed_fen""",
-                [
-                    (org, p.code, p.name, p.category, p.location, p.total, p.status,
-                     p.disbursed, p.year, p.index)
-                    for p in projects
-                ],
-            )  # fmt: skip
-        if self.approvals:
-            await c.copy_records_to_table(
-                "project_approvals",
-                records=self.approvals,
-                columns=("org", "year", "idx", "project_code", "approval_type", "document_no",
-                         "authority", "decision", "decided_on"),
+            out.append(
+                Statement(
+                    """INSERT INTO projects AS p (org, project_code, name, category, location,
+                           total_investment_fen, status, disbursed_fen, registered_year,
+                           registered_index)
+                       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],
+                           $6::bigint[], $7::text[], $8::bigint[], $9::int[], $10::bigint[])
+                       ON CONFLICT (org, project_code) DO UPDATE SET
+                           total_investment_fen = EXCLUDED.total_investment_fen,
+                           status = EXCLUDED.status, disbursed_fen = EXCLUDED.disbursed_fen""",
+                    (org, *_columns(
+                        (p.code, p.name, p.category, p.location, p.total, p.status, p.disbursed,
+                         p.year, p.index)
+                        for p in projects
+                    )),
+                )
             )  # fmt: skip
         tenders = [t for t in self.tenders.values() if t is not None and (t.new or t.dirty)]
         if tenders:
-            await c.executemany(
-                """INSERT INTO tenders AS t (org, tender_id, title, method, value_fen, currency,
-                       period_start, period_end, status, project_code, year, idx)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                   ON CONFLICT (org, tender_id) DO UPDATE SET title = EXCLUDED.title,
-                       value_fen = EXCLUDED.value_fen, period_start = EXCLUDED.period_start,
-                       period_end = EXCLUDED.period_end, status = EXCLUDED.status""",
-                [
-                    (org, t.tender_id, t.title, t.method, t.value, t.currency, t.start, t.end,
-                     t.status, t.project_code, t.year, t.index)
-                    for t in tenders
-                ],
-            )  # fmt: skip
-        if self.events:
-            await c.copy_records_to_table(
-                "procurement_events",
-                records=self.events,
-                columns=("org", "year", "idx", "tender_id", "kind", "party_id", "party_name",
-                         "amount_fen", "on_date", "contract_id", "award_year", "award_index"),
+            out.append(
+                Statement(
+                    """INSERT INTO tenders AS t (org, tender_id, title, method, value_fen, currency,
+                           period_start, period_end, status, project_code, year, idx)
+                       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[],
+                           $6::text[], $7::date[], $8::date[], $9::text[], $10::text[], $11::int[],
+                           $12::bigint[])
+                       ON CONFLICT (org, tender_id) DO UPDATE SET title = EXCLUDED.title,
+                           value_fen = EXCLUDED.value_fen, period_start = EXCLUDED.period_start,
+                           period_end = EXCLUDED.period_end, status = EXCLUDED.status""",
+                    (org, *_columns(
+                        (t.tender_id, t.title, t.method, t.value, t.currency, t.start, t.end,
+                         t.status, t.project_code, t.year, t.index)
+                        for t in tenders
+                    )),
+                )
             )  # fmt: skip
         if self.reversed_events:
-            await c.execute(
-                """UPDATE procurement_events e SET reversed = true
-                   FROM unnest($2::int[], $3::bigint[]) AS t(year, idx)
-                   WHERE e.org = $1 AND e.year = t.year AND e.idx = t.idx""",
-                org,
-                [r[0] for r in self.reversed_events],
-                [r[1] for r in self.reversed_events],
+            # A reversal may target an event inserted by this same append: sent after it.
+            out.append(
+                Statement(
+                    """UPDATE procurement_events e SET reversed = true
+                       FROM unnest($2::int[], $3::bigint[]) AS t(year, idx)
+                       WHERE e.org = $1 AND e.year = t.year AND e.idx = t.idx""",
+                    (
+                        org,
+                        [r[0] for r in self.reversed_events],
+                        [r[1] for r in self.reversed_events],
+                    ),
+                    alone=True,
+                )
             )
-        if self.reviews:
-            await c.copy_records_to_table(
-                "reviews",
-                records=self.reviews,
-                columns=("org", "target_year", "target_index", "decision", "reason",
-                         "legal_basis", "reviewer", "year", "idx", "reviewed_at"),
-            )  # fmt: skip
-        if self.assessments:
-            await c.copy_records_to_table(
-                "levy_assessments",
-                records=self.assessments,
-                columns=("org", "year", "idx", "fund_code", "payer_id", "payer_name", "period",
-                         "assessed_fen", "reduction_fen", "deferred_until", "reference"),
-            )  # fmt: skip
-        if self.reversals:
-            await c.copy_records_to_table(
-                "reversals",
-                records=self.reversals,
-                columns=("org", "target_year", "target_index", "year", "idx"),
-            )
+        return out
+
+
+def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as column arrays, for ``unnest``."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 # --- the rules, one handler per kind -----------------------------------------------------
@@ -934,26 +972,32 @@ _HANDLERS = {
 }
 
 
-async def apply_books(conn: asyncpg.Connection, sequenced: Sequence[Sequenced]) -> None:
-    """The append's effects: apply every entry's meaning, or raise and roll back.
+async def load_books(conn: asyncpg.Connection, entries: Sequence[NewEntry]) -> Applier:
+    """The append's effects. Loads, under the org's lock, the state ``entries`` touch.
 
-    A LedgerError raised for an entry carries ``position``: its place among the
-    entries the caller asked for (year.opened leaves excluded), so a batch can
-    name the failing entry.
+    Returns what applies the sequenced entries in memory and gives back the
+    writes to send; it raises on the first rule broken, before anything is
+    written. A LedgerError raised for an entry carries ``position``: its place
+    among the entries the caller asked for (year.opened leaves excluded), so a
+    batch can name the failing entry.
     """
-    by_org: dict[str, list[Sequenced]] = defaultdict(list)
-    for s in sequenced:
-        by_org[s.entry.org].append(s)
-    positions = {
-        id(s): n for n, s in enumerate(x for x in sequenced if x.entry.kind != "year.opened")
-    }
-    for org, batch in by_org.items():
-        books = Books(conn, org)
-        await books.preload(batch)
-        for s in batch:
+    books: dict[str, Books] = {}
+    for e in entries:
+        if e.org not in books:
+            books[e.org] = Books(conn, e.org)
+    for org, b in books.items():
+        await b.preload([e for e in entries if e.org == org])
+
+    def apply(sequenced: Sequence[Sequenced]) -> list[Write]:
+        positions = {
+            id(s): n for n, s in enumerate(x for x in sequenced if x.entry.kind != "year.opened")
+        }
+        for s in sequenced:
             try:
-                books.apply(s)
+                books[s.entry.org].apply(s)
             except LedgerError as exc:
                 exc.position = positions.get(id(s))  # type: ignore[attr-defined]
                 raise
-        await books.flush()
+        return [w for b in books.values() for w in b.writes()]
+
+    return apply

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from ledger import opinions, summaries
-from ledger.books import apply_books
+from ledger.books import load_books
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import NoteSigner
 from ledger.entries import NewEntry
@@ -88,7 +88,7 @@ async def publish_quarter(
             body=DisclosurePublished(period=period, summary_sha256=digest, tree_size=tree_size),
             actor=actor,
         )
-        receipt = (await append_entries(conn, [entry], effects=apply_books))[0]
+        receipt = (await append_entries(conn, [entry], effects=load_books))[0]
         await conn.execute(
             """INSERT INTO disclosures (org, period, year, idx, tree_size, sha256, snapshot)
                VALUES ($1, $2, $3, $4, $5, $6, $7)""",

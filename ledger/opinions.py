@@ -35,7 +35,7 @@ import msgspec
 
 from ledger import annual_report as ar
 from ledger import kinds as k
-from ledger.books import apply_books
+from ledger.books import load_books
 from ledger.canonical import canonical_bytes
 from ledger.entries import NewEntry
 from ledger.errors import Conflict, ErrorList, FieldError, InvalidInput, NotFound
@@ -159,7 +159,7 @@ def _commit(salt: bytes, private: dict[str, Any]) -> bytes:
 
 
 async def _append(conn: asyncpg.Connection, entry: NewEntry) -> Receipt:
-    receipts = await append_entries(conn, [entry], effects=apply_books)
+    receipts = await append_entries(conn, [entry], effects=load_books)
     return receipts[0]
 
 

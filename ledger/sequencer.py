@@ -11,7 +11,8 @@ Contract (read it before changing anything here):
 - A ``Receipt`` MUST NOT be handed to a client before its transaction has
   committed. ``append_entries`` returns receipts inside the transaction; the
   caller returns them only after the commit. ``GroupCommitter`` resolves a
-  poster's future only after the group's commit returned.
+  poster's future only after the group's commit returned (and may hold it a
+  moment longer, until the next group holds the lock: see ``_Held``).
 - ``GroupCommitter`` coalesces concurrent single posts into one transaction (at
   most ``max_group`` entries). If the group fails, each entry is retried in a
   transaction of its own, so one bad entry never takes another's place.
@@ -35,6 +36,7 @@ from ledger.errors import Conflict, FieldError, IdempotencyMismatch, InvalidInpu
 from ledger.kinds import YearOpened
 from ledger.logs import stored_level
 from ledger.tree import EMPTY_ROOT, CompactRange, leaf_hash
+from ledger.writes import Rows, Statement, Write, send
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,14 @@ class Sequenced:
     leaf_hash: bytes
 
 
-#: Domain effects run inside the append transaction, after indices are assigned
-#: and before the commit (postings, balances, state machines). Raising aborts
-#: the whole transaction.
-Effects = Callable[[asyncpg.Connection, Sequence[Sequenced]], Awaitable[None]]
+#: Applies sequenced entries to the domain (postings, balances, state machines)
+#: in memory and returns the writes that record it. Raising aborts the append.
+Applier = Callable[[Sequence[Sequenced]], Sequence[Write]]
+
+#: Domain effects: called inside the append transaction once the org's lock is
+#: held and before indices are assigned, to load the state the entries touch;
+#: returns the ``Applier`` the append calls with the sequenced entries.
+Effects = Callable[[asyncpg.Connection, Sequence[NewEntry]], Awaitable[Applier]]
 
 
 class IdempotencyRace(Conflict):
@@ -150,6 +156,12 @@ class _Head:
     frontier: CompactRange
     closed: bool
 
+
+_LEAF_TYPES = (
+    "text", "int", "bigint", "bytea", "bytea", "text", "text", "date", "timestamptz", "text",
+    "text", "text",
+)  # fmt: skip
+_NODE_TYPES = ("text", "int", "smallint", "bigint", "bytea")
 
 _LEAF_COLUMNS = (
     "org",
@@ -278,11 +290,14 @@ async def append_entries(
     *,
     effects: Effects | None = None,
     now: dt.datetime | None = None,
+    on_locked: Callable[[], None] | None = None,
 ) -> list[Receipt]:
     """Append ``entries`` to their logs. MUST run inside a transaction on ``conn``.
 
     Returns one receipt per entry, in order. The receipts are valid only once the
-    caller's transaction commits.
+    caller's transaction commits. ``on_locked`` is called once the org's lock is
+    held and the effects have loaded what they need: from there on, the append
+    is Python work and one round trip of writes (``ledger.writes``).
     """
     if not entries:
         return []
@@ -308,6 +323,9 @@ async def append_entries(
                 "as adjustments that reference the closed entry.",
                 log=f"{org}/{year}",
             )
+    apply = await effects(conn, [*openers, *entries]) if effects is not None else None
+    if on_locked is not None:
+        on_locked()
 
     recorded_at = format_recorded_at(now or dt.datetime.now(dt.UTC))
     recorded_dt = dt.datetime.strptime(recorded_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
@@ -346,21 +364,21 @@ async def append_entries(
         sequenced.append(Sequenced(entry, entry.year, index, recorded_dt, lh))
         receipts.append(Receipt(f"{entry.org}/{entry.year}", index, lh, recorded_at))
 
-    await conn.copy_records_to_table("leaves", records=leaf_rows, columns=_LEAF_COLUMNS)
-    if node_rows:
-        await conn.copy_records_to_table(
-            "tree_nodes", records=node_rows, columns=("org", "year", "level", "idx", "hash")
+    writes: list[Write] = [
+        Rows("leaves", _LEAF_COLUMNS, _LEAF_TYPES, leaf_rows),
+        Rows("tree_nodes", ("org", "year", "level", "idx", "hash"), _NODE_TYPES, node_rows),
+    ]
+    writes += [
+        Statement(
+            "UPDATE logs SET size = $3, root = $4, frontier = $5 WHERE org = $1 AND year = $2",
+            (h.org, h.year, h.frontier.size, h.frontier.root(), h.frontier.hashes),
         )
-    await conn.executemany(
-        "UPDATE logs SET size = $3, root = $4, frontier = $5 WHERE org = $1 AND year = $2",
-        [
-            (h.org, h.year, h.frontier.size, h.frontier.root(), h.frontier.hashes)
-            for h in heads.values()
-        ],
-    )
+        for h in heads.values()
+    ]
+    if apply is not None:
+        writes += apply(sequenced)  # raises before anything is written
+    await send(conn, writes)
     await _record_idempotency(conn, sequenced)
-    if effects is not None:
-        await effects(conn, sequenced)
     # Receipts for the entries asked for, not the year.opened leaves put before them.
     return receipts[len(openers) :]
 
@@ -472,36 +490,83 @@ class GroupCommitter:
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            group = [first]
-            while len(group) < self._max_group and not self._queue.empty():
-                group.append(self._queue.get_nowait())
-            try:
-                await self._commit(group)
-            except Exception as exc:  # pragma: no cover - _commit settles every future
-                log.exception("group commit failed")
-                for p in group:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+        held = _Held(HOLD_AT_MOST)
+        try:
+            while True:
+                if self._queue.empty():
+                    held.release()  # nothing follows: the receipts go out at once
+                first = await self._queue.get()
+                group = [first]
+                while len(group) < self._max_group and not self._queue.empty():
+                    group.append(self._queue.get_nowait())
+                try:
+                    await self._commit(group, held)
+                except Exception as exc:  # pragma: no cover - _commit settles every future
+                    log.exception("group commit failed")
+                    held.release()
+                    for p in group:
+                        if not p.future.done():
+                            p.future.set_exception(exc)
+        finally:
+            held.release()
 
-    async def _commit(self, group: list[_Pending]) -> None:
+    async def _commit(self, group: list[_Pending], held: _Held) -> None:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 receipts = await append_entries(
-                    conn, [p.entry for p in group], effects=self.effects
+                    conn, [p.entry for p in group], effects=self.effects, on_locked=held.release
                 )
         except Exception as exc:
+            held.release()
             if len(group) == 1:
                 if not group[0].future.done():
                     group[0].future.set_exception(exc)
                 return
             # Isolate the culprit: every other entry still gets its own chance.
             for p in group:
-                await self._commit([p])
+                await self._commit([p], held)
             return
         if self.on_commit is not None:
             self.on_commit(len(group))
-        for p, receipt in zip(group, receipts, strict=True):
-            if not p.future.done():
-                p.future.set_result(receipt)
+
+        def settle() -> None:
+            for p, receipt in zip(group, receipts, strict=True):
+                if not p.future.done():
+                    p.future.set_result(receipt)
+
+        held.hold(settle)
+
+
+#: The longest a committed group's receipts wait for the next group's lock.
+HOLD_AT_MOST = 0.002
+
+
+class _Held:
+    """A committed group's receipts, held until the next group holds its lock.
+
+    The receipts wake a task per poster, and the event loop then spends a few
+    milliseconds answering them and reading the posters' next requests. The
+    next group's first round trips (BEGIN, the locks, the books' reads) would
+    each wait behind all of that; holding the receipts until those are done
+    lets the database work on the next group while the loop answers this one.
+    They are committed already; they are held at most ``HOLD_AT_MOST`` seconds,
+    and not at all when no group follows.
+    """
+
+    def __init__(self, at_most: float) -> None:
+        self._at_most = at_most
+        self._settle: Callable[[], None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def hold(self, settle: Callable[[], None]) -> None:
+        self.release()
+        self._settle = settle
+        self._timer = asyncio.get_running_loop().call_later(self._at_most, self.release)
+
+    def release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        settle, self._settle = self._settle, None
+        if settle is not None:
+            settle()

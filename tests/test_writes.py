@@ -1,0 +1,229 @@
+"""An append's writes: one statement when few, COPY when many, the same tables either way;
+and a group's receipts are held for the next group's lock only briefly."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from ledger import writes
+from ledger.demo import _epb
+from ledger.entries import NewEntry
+from ledger.kinds import KINDS
+from ledger.posting import post_entries
+from ledger.review import review_entry
+from ledger.sequencer import GroupCommitter, _Held
+from ledger.writes import Rows, Statement, combined
+from tests.conftest import make_org
+
+YEAR = 2025
+BOOKS = {
+    "funds": "fund_code",
+    "postings": "year, idx, line",
+    "fund_periods": "fund_code, scope, month",
+    "fund_targets": "fund_code, year, direction",
+    "projects": "project_code",
+    "project_approvals": "year, idx",
+    "tenders": "tender_id",
+    "procurement_events": "year, idx",
+    "reviews": "year, idx",
+    "reversals": "year, idx",
+    "levy_assessments": "year, idx",
+}
+
+
+def test_combined_renumbers_each_writes_parameters() -> None:
+    sql, args = combined(
+        [
+            Rows("t", ("a", "b"), ("text", "int"), [("x", 1), ("y", 2)]),
+            Statement("UPDATE u SET a = $2 WHERE b = $1 AND c = $10", tuple(range(1, 11))),
+        ]
+    )
+    assert sql == (
+        "WITH w0 AS (INSERT INTO t (a, b) SELECT * FROM unnest($1::text[], $2::int[])), "
+        "w1 AS (UPDATE u SET a = $4 WHERE b = $3 AND c = $12) SELECT 1"
+    )
+    assert args == [["x", "y"], [1, 2], *range(1, 11)]
+
+
+def _entry(org: str, kind: str, subject: str, on: dt.date, body: dict[str, Any]) -> NewEntry:
+    return NewEntry(
+        org=org,
+        kind=kind,
+        subject=subject,
+        occurred_on=on,
+        visibility="public",
+        body=msgspec.convert(body, KINDS[kind]),
+        actor="test.clerk",
+    )
+
+
+def _tender_bid_and_its_reversal(org: str, size: int) -> list[NewEntry]:
+    """A tender, a bid on it and the bid's reversal: the reversal marks a row of the same append."""
+    on = dt.date(YEAR, 12, 1)
+    party = {"id": "91330100TB01", "name": "同批投标有限公司", "type": "enterprise"}
+    return [
+        _entry(org, "procurement.tender", "tender/T-SAME", on, {
+            "tender_id": "T-SAME", "title": "同批招标", "method": "open",
+            "value": {"amount": "1000.00", "currency": "CNY"},
+            "period": {"start": on.isoformat(), "end": on.isoformat()},
+            "buyer": {"id": "11330100EPB", "name": "示范市环境保护局", "type": "government"},
+        }),
+        _entry(org, "procurement.bid", "tender/T-SAME", on, {
+            "tender_id": "T-SAME", "bidder": party, "amount": "900.00",
+            "submitted_on": on.isoformat(),
+        }),
+        _entry(org, "correction.reversal", "tender/T-SAME", on, {
+            "target_log": f"{org}/{YEAR}", "target_index": size + 1, "reason": "投标撤回",
+        }),
+    ]  # fmt: skip
+
+
+async def _post_demo(conn: asyncpg.Connection, org: str, batch: int) -> None:
+    """The demo's bureau, posted into ``org`` in batches of ``batch``, reviewed, then more."""
+    plan = _epb(YEAR, 12)
+    entries = [dataclasses.replace(e, org=org) for e in plan.entries]
+    where: dict[str | None, int] = {}
+    for i in range(0, len(entries), batch):
+        chunk = entries[i : i + batch]
+        async with conn.transaction():
+            receipts = await post_entries(conn, chunk)
+        where.update((e.idempotency_key, r.index) for e, r in zip(chunk, receipts, strict=True))
+    reviews = [
+        review_entry(
+            org=org,
+            year=YEAR,
+            index=where[key],
+            decision="approve" if decision == "approve" else "withhold",
+            reason=reason,
+            legal_basis=basis,
+            reviewer="test.reviewer",
+            today=dt.date(YEAR, 12, 31),
+        )
+        for key, (decision, reason, basis) in plan.decisions.items()
+    ]
+    for i in range(0, len(reviews), batch):
+        async with conn.transaction():
+            await post_entries(conn, reviews[i : i + batch])
+    size = await conn.fetchval("SELECT size FROM logs WHERE org = $1 AND year = $2", org, YEAR)
+    async with conn.transaction():
+        await post_entries(conn, _tender_bid_and_its_reversal(org, size))
+
+
+async def _books(conn: asyncpg.Connection, org: str) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    for table, order in BOOKS.items():
+        rows = await conn.fetch(f"SELECT * FROM {table} WHERE org = $1 ORDER BY {order}", org)
+        skip = ("org", "reviewed_at")
+        out[table] = [tuple(v for k, v in r.items() if k not in skip) for r in rows]
+    out["leaves"] = [
+        (*r[:3], r["subject"].replace(org, "ORG"), *r[4:])
+        for r in await conn.fetch(
+            "SELECT year, idx, kind, subject, occurred_on, visibility FROM leaves WHERE org = $1 "
+            "ORDER BY year, idx",
+            org,
+        )
+    ]
+    return out
+
+
+async def test_both_ways_of_sending_write_the_same_books(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    together, apart = (await make_org("wt")).code, (await make_org("wa")).code
+    sent: list[int] = []
+    real_execute = asyncpg.Connection.execute
+
+    async def counting(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> str:
+        if query.startswith("WITH w0 AS"):
+            sent.append(1)
+        return await real_execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", counting)
+    async with pool.acquire() as conn:
+        monkeypatch.setattr(writes, "COMBINE_ROWS", 10**6)
+        await _post_demo(conn, together, batch=40)
+        combined_statements = len(sent)
+        monkeypatch.setattr(writes, "COMBINE_ROWS", 0)
+        await _post_demo(conn, apart, batch=40)
+        assert len(sent) == combined_statements  # none more: the second org went apart
+        assert combined_statements > 10
+        a, b = await _books(conn, together), await _books(conn, apart)
+    for table in a:
+        assert a[table] == b[table], table
+    # Every kind of write was exercised, and the reversed bid is marked reversed.
+    assert all(a[table] for table in a), [t for t in a if not a[t]]
+    bid = [e for e in a["procurement_events"] if e[2:4] == ("T-SAME", "bid")]
+    assert bid and bid[0][-1] is True
+
+
+async def test_a_write_that_must_see_the_others_is_sent_after_them(pool: asyncpg.Pool) -> None:
+    org = (await make_org("wr")).code
+    async with pool.acquire() as conn, conn.transaction():
+        await post_entries(conn, _tender_bid_and_its_reversal(org, 0))  # a new log
+        reversed_ = await conn.fetchval(
+            "SELECT reversed FROM procurement_events WHERE org = $1 AND kind = 'bid'", org
+        )
+    assert reversed_ is True
+
+
+def test_held_receipts_go_out_on_release_or_after_at_most_the_bound() -> None:
+    async def main() -> None:
+        released: list[str] = []
+        held = _Held(0.05)
+        held.hold(lambda: released.append("a"))
+        assert released == []
+        held.hold(lambda: released.append("b"))  # holding the next releases the one before
+        assert released == ["a"]
+        held.release()
+        held.release()  # once only
+        assert released == ["a", "b"]
+        held.hold(lambda: released.append("c"))
+        await asyncio.sleep(0.2)
+        assert released == ["a", "b", "c"]
+
+    asyncio.run(main())
+
+
+async def test_receipts_do_not_wait_for_a_slow_next_group(pool: asyncpg.Pool) -> None:
+    """The next group holds the receipts only until its lock; a slow one does not delay them."""
+    org = (await make_org("wh")).code
+    from ledger.books import load_books
+
+    async def effects(conn: asyncpg.Connection, entries: Sequence[NewEntry]) -> Any:
+        if any(e.subject == "fund/SLOW" for e in entries):
+            await asyncio.sleep(2.0)  # the lock is held; on_locked is not called yet
+        return await load_books(conn, entries)
+
+    def opened(code: str) -> NewEntry:
+        return _entry(org, "fund.opened", f"fund/{code}", dt.date(YEAR, 1, 2), {
+            "fund_code": code, "name": "测试资金", "category": "other",
+        })  # fmt: skip
+
+    committer = GroupCommitter(pool, effects=effects)
+    committer.start()
+    try:
+        blocker = await pool.acquire()
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("SELECT 1 FROM orgs WHERE code = $1 FOR NO KEY UPDATE", org)
+        first = asyncio.ensure_future(committer.submit(opened("FAST")))
+        await asyncio.sleep(0.3)  # the first group now waits for the org's lock
+        slow = asyncio.ensure_future(committer.submit(opened("SLOW")))
+        await asyncio.sleep(0.05)
+        await tx.rollback()
+        await pool.release(blocker)
+        started = time.monotonic()
+        receipt = await first
+        assert time.monotonic() - started < 1.0  # not the slow group's 2 s
+        assert (await slow).index == receipt.index + 1
+    finally:
+        await committer.stop()
