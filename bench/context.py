@@ -28,6 +28,7 @@ class Sizes:
     name: str
     bulk_entries: int
     single_seconds: int
+    single_rounds: int
     read_small: int
     read_big: int
     read_seconds: int
@@ -38,8 +39,8 @@ class Sizes:
 
 
 SIZES = {
-    "smoke": Sizes("smoke", 20_000, 3, 10_000, 50_000, 1, 20_000, 1, 0, 600),
-    "full": Sizes("full", 200_000, 20, 10_000, 10_000_000, 10, 1_000_000, 2, 2, 6 * 3600),
+    "smoke": Sizes("smoke", 20_000, 3, 1, 10_000, 50_000, 1, 20_000, 1, 0, 600),
+    "full": Sizes("full", 200_000, 10, 3, 10_000, 10_000_000, 10, 1_000_000, 2, 2, 6 * 3600),
 }
 
 

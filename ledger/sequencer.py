@@ -486,8 +486,10 @@ class GroupCommitter:
         if not self._tasks:
             raise RuntimeError("GroupCommitter.start() was not called")
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(entry, future))
-        return await asyncio.shield(future)
+        self._queue.put_nowait(_Pending(entry, future))
+        # A poster that goes away cancels its future only; the entry is still
+        # appended with its group, and settling skips a future already done.
+        return await future
 
     async def _run(self) -> None:
         held = _Held(HOLD_AT_MOST)

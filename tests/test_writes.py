@@ -227,3 +227,34 @@ async def test_receipts_do_not_wait_for_a_slow_next_group(pool: asyncpg.Pool) ->
         assert (await slow).index == receipt.index + 1
     finally:
         await committer.stop()
+
+
+async def test_a_poster_that_goes_away_does_not_stop_its_group(pool: asyncpg.Pool) -> None:
+    org = (await make_org("wc")).code
+    committer = GroupCommitter(pool, effects=None)
+    committer.start()
+    try:
+        blocker = await pool.acquire()
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("SELECT 1 FROM orgs WHERE code = $1 FOR NO KEY UPDATE", org)
+
+        def opened(code: str) -> NewEntry:
+            return _entry(org, "fund.opened", f"fund/{code}", dt.date(YEAR, 1, 2), {
+                "fund_code": code, "name": "测试资金", "category": "other",
+            })  # fmt: skip
+
+        gone = asyncio.ensure_future(committer.submit(opened("GONE")))
+        stays = asyncio.ensure_future(committer.submit(opened("STAYS")))
+        await asyncio.sleep(0.2)
+        gone.cancel()
+        await tx.rollback()
+        await pool.release(blocker)
+        receipt = await stays
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        subjects = await pool.fetch("SELECT subject FROM leaves WHERE org = $1 ORDER BY idx", org)
+        assert [r["subject"] for r in subjects] == ["fund/GONE", "fund/STAYS"]
+        assert receipt.index == 1
+    finally:
+        await committer.stop()
