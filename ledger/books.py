@@ -29,7 +29,7 @@ from ledger.entries import NewEntry
 from ledger.errors import Conflict, FieldError, Forbidden, InvalidInput, LedgerError
 from ledger.money import from_fen, to_fen
 from ledger.sequencer import Applier, Sequenced
-from ledger.writes import Rows, Statement, Write
+from ledger.writes import Each, Rows, Statement, Write
 
 #: Legal project status transitions.
 PROJECT_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -159,6 +159,8 @@ SELECT f.* FROM unnest($2::text[]) AS k(fund_code)
 CROSS JOIN LATERAL (
     SELECT * FROM funds WHERE org = $1 AND fund_code = k.fund_code LIMIT 1) f
 """
+# One statement a fund (``Each``), not one over unnest: see ``ledger.writes.Each``.
+_FUND_BALANCE = "UPDATE funds SET balance_fen = $3 WHERE org = $1 AND fund_code = $2"
 _PROJECTS = """
 SELECT p.* FROM unnest($2::text[]) AS k(project_code)
 CROSS JOIN LATERAL (
@@ -501,16 +503,16 @@ class Books:
                 self.reversals,
             ),
         ]  # fmt: skip
-        dirty = [f for f in self.funds.values() if f is not None and f.dirty and not f.new]
-        if dirty:
-            out.append(
-                Statement(
-                    """UPDATE funds f SET balance_fen = u.balance
-                       FROM unnest($2::text[], $3::bigint[]) AS u(fund_code, balance)
-                       WHERE f.org = $1 AND f.fund_code = u.fund_code""",
-                    (org, [f.code for f in dirty], [f.balance for f in dirty]),
-                )
+        out.append(
+            Each(
+                _FUND_BALANCE,
+                [
+                    (org, f.code, f.balance)
+                    for f in self.funds.values()
+                    if f is not None and f.dirty and not f.new
+                ],
             )
+        )
         if self.periods:
             out.append(
                 Statement(
@@ -584,15 +586,10 @@ class Books:
         if self.reversed_events:
             # A reversal may target an event inserted by this same append: sent after it.
             out.append(
-                Statement(
-                    """UPDATE procurement_events e SET reversed = true
-                       FROM unnest($2::int[], $3::bigint[]) AS t(year, idx)
-                       WHERE e.org = $1 AND e.year = t.year AND e.idx = t.idx""",
-                    (
-                        org,
-                        [r[0] for r in self.reversed_events],
-                        [r[1] for r in self.reversed_events],
-                    ),
+                Each(
+                    """UPDATE procurement_events SET reversed = true
+                       WHERE org = $1 AND year = $2 AND idx = $3""",
+                    [(org, year, idx) for year, idx in self.reversed_events],
                     alone=True,
                 )
             )

@@ -7,14 +7,15 @@ org's lock, each of which also waits for the event loop to get back to it
 while the server is busy with other requests. A group commit of a few dozen
 single posts spent most of its time so.
 
-So the append collects its writes first, as ``Rows`` (rows for a table) and
-``Statement`` (one set-based statement), and ``send`` ships them:
+So the append collects its writes first, as ``Rows`` (rows for a table),
+``Statement`` (one set-based statement) and ``Each`` (one statement a key), and
+``send`` ships them:
 
 - few rows (``COMBINE_ROWS`` or fewer): one statement, every write a
   data-modifying ``WITH`` query over ``unnest`` of column arrays: one round trip
   that the database works through while the server answers other requests;
-- more (a 1000-entry batch): ``Rows`` by ``COPY`` and statements one by one,
-  since COPY is the fastest way in for many rows.
+- more (a 1000-entry batch): ``Rows`` by ``COPY``, ``Each`` by executemany and
+  statements one by one, since COPY is the fastest way in for many rows.
 
 The writes of one statement all see the snapshot taken before any of them, and
 none sees another's rows. That is why a write that must see rows written
@@ -67,18 +68,37 @@ class Statement:
     alone: bool = False
 
 
-Write = Rows | Statement
+@dataclass(frozen=True, slots=True)
+class Each:
+    """One statement run once per arguments tuple (an UPDATE by primary key).
+
+    Set-based updates (``UPDATE … FROM unnest(…)``) are left to the planner's
+    choice of join, and statistics older than an org's rows made it hash every
+    row of the org; one statement a key is looked up by its key whatever the
+    statistics.
+    """
+
+    sql: str
+    rows: Sequence[tuple[Any, ...]]
+    alone: bool = False
+
+
+Write = Rows | Statement | Each
 
 
 def combined(writes: Sequence[Write]) -> tuple[str, list[Any]]:
     """One statement doing all of ``writes``, and its arguments."""
+    parts: list[tuple[str, Sequence[Any]]] = []
+    for write in writes:
+        if isinstance(write, Rows):
+            parts.append((write.insert_sql(), write.arrays()))
+        elif isinstance(write, Each):
+            parts += [(write.sql, row) for row in write.rows]
+        else:
+            parts.append((write.sql, write.args))
     queries: list[str] = []
     args: list[Any] = []
-    for n, write in enumerate(writes):
-        if isinstance(write, Rows):
-            sql, these = write.insert_sql(), write.arrays()
-        else:
-            sql, these = write.sql, list(write.args)
+    for n, (sql, these) in enumerate(parts):
         queries.append(f"w{n} AS ({_renumbered(sql, len(args))})")
         args.extend(these)
     return f"WITH {', '.join(queries)} SELECT 1", args
@@ -90,8 +110,8 @@ def _renumbered(sql: str, offset: int) -> str:
 
 async def send(conn: asyncpg.Connection, writes: Sequence[Write]) -> None:
     """Do ``writes`` on ``conn`` (inside the caller's transaction)."""
-    todo = [w for w in writes if not (isinstance(w, Rows) and not w.rows)]
-    together = [w for w in todo if not (isinstance(w, Statement) and w.alone)]
+    todo = [w for w in writes if not (isinstance(w, Rows | Each) and not w.rows)]
+    together = [w for w in todo if isinstance(w, Rows) or not w.alone]
     rows = sum(len(w.rows) for w in together if isinstance(w, Rows))
     if len(together) > 1 and rows <= COMBINE_ROWS:
         sql, args = combined(together)
@@ -100,12 +120,14 @@ async def send(conn: asyncpg.Connection, writes: Sequence[Write]) -> None:
         for w in together:
             await _send_one(conn, w)
     for w in todo:
-        if isinstance(w, Statement) and w.alone:
+        if not isinstance(w, Rows) and w.alone:
             await _send_one(conn, w)
 
 
 async def _send_one(conn: asyncpg.Connection, write: Write) -> None:
     if isinstance(write, Rows):
         await conn.copy_records_to_table(write.table, records=write.rows, columns=write.columns)
+    elif isinstance(write, Each):
+        await conn.executemany(write.sql, write.rows)
     else:
         await conn.execute(write.sql, *write.args)

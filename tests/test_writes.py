@@ -55,6 +55,16 @@ def test_combined_renumbers_each_writes_parameters() -> None:
     assert args == [["x", "y"], [1, 2], *range(1, 11)]
 
 
+def test_each_is_one_statement_a_row_together_and_apart() -> None:
+    each = writes.Each("UPDATE f SET b = $2 WHERE k = $1", [("a", 1), ("b", 2)])
+    sql, args = combined([each])
+    assert sql == (
+        "WITH w0 AS (UPDATE f SET b = $2 WHERE k = $1), "
+        "w1 AS (UPDATE f SET b = $4 WHERE k = $3) SELECT 1"
+    )
+    assert args == ["a", 1, "b", 2]
+
+
 def _entry(org: str, kind: str, subject: str, on: dt.date, body: dict[str, Any]) -> NewEntry:
     return NewEntry(
         org=org,
@@ -305,6 +315,7 @@ async def test_the_books_load_by_primary_key_whatever_the_statistics(pool: async
         # a near tie and is not asserted.)
         cases = [
             (books._FUNDS, (org, ["A", "B", "C"]), {"funds_pkey"}),
+            (books._FUND_BALANCE, (org, "A", 1), {"funds_pkey"}),
             (books._PROJECTS, (org, ["A", "B"]), {"projects_pkey"}),
             (books._TARGETS, (org, [2025, 2025], [1, 2]), {"reviews_pkey", "reversals_pkey"}),
         ]
