@@ -466,6 +466,7 @@ class GroupCommitter:
         self._workers = workers
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight = 0
         self.on_commit: Callable[[int], None] | None = None
 
     def start(self) -> None:
@@ -473,8 +474,9 @@ class GroupCommitter:
             self._tasks.append(asyncio.create_task(self._run()))
 
     async def stop(self) -> None:
-        # Drain what was queued: those posters are still waiting for receipts.
-        while not self._queue.empty():
+        # Drain what was queued and what is being committed: those posters are
+        # still waiting for receipts.
+        while not self._queue.empty() or self._in_flight:
             await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
@@ -501,6 +503,7 @@ class GroupCommitter:
                 group = [first]
                 while len(group) < self._max_group and not self._queue.empty():
                     group.append(self._queue.get_nowait())
+                self._in_flight += 1
                 try:
                     await self._commit(group, held)
                 except Exception as exc:  # pragma: no cover - _commit settles every future
@@ -509,25 +512,36 @@ class GroupCommitter:
                     for p in group:
                         if not p.future.done():
                             p.future.set_exception(exc)
+                finally:
+                    self._in_flight -= 1
         finally:
             held.release()
 
     async def _commit(self, group: list[_Pending], held: _Held) -> None:
+        receipts: list[Receipt] | None = None
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                receipts = await append_entries(
-                    conn, [p.entry for p in group], effects=self.effects, on_locked=held.release
-                )
+            async with self._pool.acquire() as conn:
+                async with conn.transaction():
+                    appended = await append_entries(
+                        conn, [p.entry for p in group], effects=self.effects, on_locked=held.release
+                    )
+                receipts = appended  # committed
         except Exception as exc:
             held.release()
-            if len(group) == 1:
+            if receipts is not None:
+                # Committed, then the connection failed to go back to the pool:
+                # the receipts stand, and a retry would append the entries twice.
+                log.warning("connection not returned to the pool after a commit: %s", exc)
+            elif len(group) == 1:
                 if not group[0].future.done():
                     group[0].future.set_exception(exc)
                 return
-            # Isolate the culprit: every other entry still gets its own chance.
-            for p in group:
-                await self._commit([p], held)
-            return
+            else:
+                # Isolate the culprit: every other entry still gets its own chance.
+                for p in group:
+                    await self._commit([p], held)
+                return
+        assert receipts is not None
         if self.on_commit is not None:
             self.on_commit(len(group))
 

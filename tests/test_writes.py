@@ -328,3 +328,71 @@ async def test_the_books_load_by_primary_key_whatever_the_statistics(pool: async
                 cond, rest = scan.get("Index Cond", ""), scan.get("Filter", "")
                 assert cond.count(" = ") >= 2 and " = " not in rest, (scan["Index Name"], cond)
         await tx.rollback()
+
+
+def _opened(org: str, code: str) -> NewEntry:
+    return _entry(org, "fund.opened", f"fund/{code}", dt.date(YEAR, 1, 2), {
+        "fund_code": code, "name": "测试资金", "category": "other",
+    })  # fmt: skip
+
+
+async def test_a_group_committed_before_its_connection_fails_is_not_appended_twice(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = (await make_org("wf")).code
+    real_release = asyncpg.pool.Pool.release
+    failed: list[int] = []
+
+    async def release(self: asyncpg.Pool, conn: Any, *args: Any, **kw: Any) -> None:
+        await real_release(self, conn, *args, **kw)
+        if not failed:
+            failed.append(1)
+            raise ConnectionError("the connection broke on its way back to the pool")
+
+    monkeypatch.setattr(asyncpg.pool.Pool, "release", release)
+    committer = GroupCommitter(pool, effects=None)
+    committer.start()
+    try:
+        receipt = await committer.submit(_opened(org, "ONCE"))
+    finally:
+        await committer.stop()
+    assert failed
+    rows = await pool.fetch("SELECT idx FROM leaves WHERE org = $1", org)
+    assert [r["idx"] for r in rows] == [receipt.index]
+
+
+async def test_stop_waits_for_the_group_being_committed(pool: asyncpg.Pool) -> None:
+    org = (await make_org("ws")).code
+    committer = GroupCommitter(pool, effects=None)
+    committer.start()
+    blocker = await pool.acquire()
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("SELECT 1 FROM orgs WHERE code = $1 FOR NO KEY UPDATE", org)
+    posted = asyncio.ensure_future(committer.submit(_opened(org, "LAST")))
+    await asyncio.sleep(0.2)  # taken from the queue, waiting for the org's lock
+    stopping = asyncio.ensure_future(committer.stop())
+    await asyncio.sleep(0.2)
+    assert not stopping.done()
+    await tx.rollback()
+    await pool.release(blocker)
+    await asyncio.wait_for(stopping, 10)
+    assert (await posted).index == 0
+
+
+async def test_a_review_of_a_later_entry_of_the_same_batch_is_refused(pool: asyncpg.Pool) -> None:
+    """The books load under the lock, before the batch is written: an entry can refer to
+    an earlier one of its batch, not to a later one."""
+    from ledger.errors import InvalidInput
+
+    org = (await make_org("wl")).code
+    reversal = _entry(org, "correction.reversal", "fund/LATER", dt.date(YEAR, 1, 3), {
+        "target_log": f"{org}/{YEAR}", "target_index": 1, "reason": "提前冲销",
+    })  # fmt: skip
+    async with pool.acquire() as conn:
+        with pytest.raises(InvalidInput) as refused:
+            async with conn.transaction():
+                await post_entries(conn, [reversal, _opened(org, "LATER")])
+        size = await conn.fetchval("SELECT size FROM logs WHERE org = $1", org)
+    assert refused.value.errors[0].path.endswith("target_index")
+    assert not size
