@@ -29,7 +29,7 @@ from ledger.entries import NewEntry
 from ledger.errors import Conflict, FieldError, Forbidden, InvalidInput, LedgerError
 from ledger.money import from_fen, to_fen
 from ledger.sequencer import Applier, Sequenced
-from ledger.writes import Each, Rows, Statement, Write
+from ledger.writes import Each, Rows, Statement, Write, columns
 
 #: Legal project status transitions.
 PROJECT_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -529,7 +529,7 @@ class Books:
                         pending_n = p.pending_n + EXCLUDED.pending_n,
                         withheld_n = p.withheld_n + EXCLUDED.withheld_n
                     """,
-                    (org, *_columns((*key, *v) for key, v in self.periods.items())),
+                    (org, *columns((*key, *v) for key, v in self.periods.items())),
                 )
             )
         if self.fund_targets:
@@ -542,7 +542,7 @@ class Books:
                        ON CONFLICT (org, fund_code, year, direction) DO UPDATE SET
                            amount_fen = EXCLUDED.amount_fen, set_year = EXCLUDED.set_year,
                            set_index = EXCLUDED.set_index""",
-                    (org, *_columns((*key, *v) for key, v in self.fund_targets.items())),
+                    (org, *columns((*key, *v) for key, v in self.fund_targets.items())),
                 )
             )
         projects = [p for p in self.projects.values() if p is not None and (p.new or p.dirty)]
@@ -557,7 +557,7 @@ class Books:
                        ON CONFLICT (org, project_code) DO UPDATE SET
                            total_investment_fen = EXCLUDED.total_investment_fen,
                            status = EXCLUDED.status, disbursed_fen = EXCLUDED.disbursed_fen""",
-                    (org, *_columns(
+                    (org, *columns(
                         (p.code, p.name, p.category, p.location, p.total, p.status, p.disbursed,
                          p.year, p.index)
                         for p in projects
@@ -576,7 +576,7 @@ class Books:
                        ON CONFLICT (org, tender_id) DO UPDATE SET title = EXCLUDED.title,
                            value_fen = EXCLUDED.value_fen, period_start = EXCLUDED.period_start,
                            period_end = EXCLUDED.period_end, status = EXCLUDED.status""",
-                    (org, *_columns(
+                    (org, *columns(
                         (t.tender_id, t.title, t.method, t.value, t.currency, t.start, t.end,
                          t.status, t.project_code, t.year, t.index)
                         for t in tenders
@@ -594,11 +594,6 @@ class Books:
                 )
             )
         return out
-
-
-def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows as column arrays, for ``unnest``."""
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 # --- the rules, one handler per kind -----------------------------------------------------

@@ -18,7 +18,7 @@ So the append collects its writes first, as ``Rows`` (rows for a table),
   statements one by one, since COPY is the fastest way in for many rows.
 
 The writes of one statement all see the snapshot taken before any of them, and
-none sees another's rows. That is why a write that must see rows written
+none sees another's rows. That is why an ``Each`` that must see rows written
 before it in the same append (``alone=True``) is sent after the others, by
 itself. Every other write of an append touches rows no other write of it
 touches; ``tests/test_writes.py`` checks both ways of sending give the same
@@ -28,7 +28,7 @@ tables.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,12 @@ class Rows:
         return f"INSERT INTO {self.table} ({columns}) SELECT * FROM unnest({arrays})"
 
     def arrays(self) -> list[list[Any]]:
-        return [list(column) for column in zip(*self.rows, strict=True)]
+        return columns(self.rows)
+
+
+def columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as column arrays, for ``unnest``."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +69,6 @@ class Statement:
 
     sql: str
     args: tuple[Any, ...]
-    #: Must see rows the other writes of the append insert: sent after them, alone.
-    alone: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class Each:
 
     sql: str
     rows: Sequence[tuple[Any, ...]]
+    #: Must see rows the other writes of the append insert: sent after them, alone.
     alone: bool = False
 
 
@@ -110,8 +114,15 @@ def _renumbered(sql: str, offset: int) -> str:
 
 async def send(conn: asyncpg.Connection, writes: Sequence[Write]) -> None:
     """Do ``writes`` on ``conn`` (inside the caller's transaction)."""
-    todo = [w for w in writes if not (isinstance(w, Rows | Each) and not w.rows)]
-    together = [w for w in todo if isinstance(w, Rows) or not w.alone]
+    together: list[Write] = []
+    after: list[Each] = []
+    for w in writes:
+        if isinstance(w, Rows | Each) and not w.rows:
+            continue
+        if isinstance(w, Each) and w.alone:
+            after.append(w)
+        else:
+            together.append(w)
     rows = sum(len(w.rows) for w in together if isinstance(w, Rows))
     if len(together) > 1 and rows <= COMBINE_ROWS:
         sql, args = combined(together)
@@ -119,9 +130,8 @@ async def send(conn: asyncpg.Connection, writes: Sequence[Write]) -> None:
     else:
         for w in together:
             await _send_one(conn, w)
-    for w in todo:
-        if not isinstance(w, Rows) and w.alone:
-            await _send_one(conn, w)
+    for w in after:
+        await _send_one(conn, w)
 
 
 async def _send_one(conn: asyncpg.Connection, write: Write) -> None:

@@ -8,7 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -75,6 +75,26 @@ def _entry(org: str, kind: str, subject: str, on: dt.date, body: dict[str, Any])
         body=msgspec.convert(body, KINDS[kind]),
         actor="test.clerk",
     )
+
+
+def _opened(org: str, code: str) -> NewEntry:
+    return _entry(org, "fund.opened", f"fund/{code}", dt.date(YEAR, 1, 2), {
+        "fund_code": code, "name": "测试资金", "category": "other",
+    })  # fmt: skip
+
+
+async def _lock_org(pool: asyncpg.Pool, org: str) -> Callable[[], Awaitable[None]]:
+    """Hold ``org``'s lock on a connection of its own; returns what lets it go."""
+    blocker = await pool.acquire()
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("SELECT 1 FROM orgs WHERE code = $1 FOR NO KEY UPDATE", org)
+
+    async def unlock() -> None:
+        await tx.rollback()
+        await pool.release(blocker)
+
+    return unlock
 
 
 def _tender_bid_and_its_reversal(org: str, size: int) -> list[NewEntry]:
@@ -214,24 +234,15 @@ async def test_receipts_do_not_wait_for_a_slow_next_group(pool: asyncpg.Pool) ->
             await asyncio.sleep(2.0)  # the lock is held; on_locked is not called yet
         return await load_books(conn, entries)
 
-    def opened(code: str) -> NewEntry:
-        return _entry(org, "fund.opened", f"fund/{code}", dt.date(YEAR, 1, 2), {
-            "fund_code": code, "name": "测试资金", "category": "other",
-        })  # fmt: skip
-
     committer = GroupCommitter(pool, effects=effects)
     committer.start()
     try:
-        blocker = await pool.acquire()
-        tx = blocker.transaction()
-        await tx.start()
-        await blocker.execute("SELECT 1 FROM orgs WHERE code = $1 FOR NO KEY UPDATE", org)
-        first = asyncio.ensure_future(committer.submit(opened("FAST")))
+        unlock = await _lock_org(pool, org)
+        first = asyncio.ensure_future(committer.submit(_opened(org, "FAST")))
         await asyncio.sleep(0.3)  # the first group now waits for the org's lock
-        slow = asyncio.ensure_future(committer.submit(opened("SLOW")))
+        slow = asyncio.ensure_future(committer.submit(_opened(org, "SLOW")))
         await asyncio.sleep(0.05)
-        await tx.rollback()
-        await pool.release(blocker)
+        await unlock()
         started = time.monotonic()
         receipt = await first
         assert time.monotonic() - started < 1.0  # not the slow group's 2 s
@@ -245,22 +256,12 @@ async def test_a_poster_that_goes_away_does_not_stop_its_group(pool: asyncpg.Poo
     committer = GroupCommitter(pool, effects=None)
     committer.start()
     try:
-        blocker = await pool.acquire()
-        tx = blocker.transaction()
-        await tx.start()
-        await blocker.execute("SELECT 1 FROM orgs WHERE code = $1 FOR NO KEY UPDATE", org)
-
-        def opened(code: str) -> NewEntry:
-            return _entry(org, "fund.opened", f"fund/{code}", dt.date(YEAR, 1, 2), {
-                "fund_code": code, "name": "测试资金", "category": "other",
-            })  # fmt: skip
-
-        gone = asyncio.ensure_future(committer.submit(opened("GONE")))
-        stays = asyncio.ensure_future(committer.submit(opened("STAYS")))
+        unlock = await _lock_org(pool, org)
+        gone = asyncio.ensure_future(committer.submit(_opened(org, "GONE")))
+        stays = asyncio.ensure_future(committer.submit(_opened(org, "STAYS")))
         await asyncio.sleep(0.2)
         gone.cancel()
-        await tx.rollback()
-        await pool.release(blocker)
+        await unlock()
         receipt = await stays
         with pytest.raises(asyncio.CancelledError):
             await gone
@@ -330,12 +331,6 @@ async def test_the_books_load_by_primary_key_whatever_the_statistics(pool: async
         await tx.rollback()
 
 
-def _opened(org: str, code: str) -> NewEntry:
-    return _entry(org, "fund.opened", f"fund/{code}", dt.date(YEAR, 1, 2), {
-        "fund_code": code, "name": "测试资金", "category": "other",
-    })  # fmt: skip
-
-
 async def test_a_group_committed_before_its_connection_fails_is_not_appended_twice(
     pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,17 +360,13 @@ async def test_stop_waits_for_the_group_being_committed(pool: asyncpg.Pool) -> N
     org = (await make_org("ws")).code
     committer = GroupCommitter(pool, effects=None)
     committer.start()
-    blocker = await pool.acquire()
-    tx = blocker.transaction()
-    await tx.start()
-    await blocker.execute("SELECT 1 FROM orgs WHERE code = $1 FOR NO KEY UPDATE", org)
+    unlock = await _lock_org(pool, org)
     posted = asyncio.ensure_future(committer.submit(_opened(org, "LAST")))
     await asyncio.sleep(0.2)  # taken from the queue, waiting for the org's lock
     stopping = asyncio.ensure_future(committer.stop())
     await asyncio.sleep(0.2)
     assert not stopping.done()
-    await tx.rollback()
-    await pool.release(blocker)
+    await unlock()
     await asyncio.wait_for(stopping, 10)
     assert (await posted).index == 0
 
