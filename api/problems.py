@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -145,8 +146,23 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+def unavailable_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The database could not be reached, or its connection broke mid-request."""
+    log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+    return problem(
+        request,
+        503,
+        "The database is not reachable, or the connection to it broke during the request. "
+        "Retry later.",
+        headers={"Retry-After": "1"},
+    )
+
+
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     LedgerError: ledger_error_handler,
     HTTPException: http_error_handler,
+    asyncpg.PostgresConnectionError: unavailable_error_handler,
+    asyncpg.exceptions.OperatorInterventionError: unavailable_error_handler,
+    OSError: unavailable_error_handler,
     Exception: internal_error_handler,
 }

@@ -19,7 +19,7 @@ from api.schemas import (
     ReviewIn,
 )
 from ledger.entries import decode_batch, decode_entry
-from ledger.posting import post_entries
+from ledger.posting import post_entries_pooled
 from ledger.queries import pending_entries
 from ledger.review import review_entry
 from ledger.sequencer import IdempotencyRace, Receipt, find_idempotent
@@ -93,9 +93,7 @@ async def post_entry(
 async def post_batch(request: Request[Any, Any, Any], org: OrgCode) -> BatchReceiptsOut:
     principal = await require(request, org, POSTERS)
     entries = decode_batch(await request.body(), org=org, actor=principal.name)
-    rt = runtime(request)
-    async with rt.pool.acquire() as conn:
-        receipts = await post_entries(conn, entries)
+    receipts = await post_entries_pooled(runtime(request).pool, entries)
     request.app.state.metrics.on_commit(len(receipts))
     return BatchReceiptsOut(receipts=[_out(r) for r in receipts])
 

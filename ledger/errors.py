@@ -63,6 +63,12 @@ class IdempotencyMismatch(Conflict):
     title = "Idempotency-Key reused with a different request"
 
 
+class CommitUnknown(LedgerError):
+    status = 503
+    type = "commit-unknown"
+    title = "Whether the entry was committed is not known"
+
+
 class Unauthorized(LedgerError):
     status = 401
     type = "unauthorized"

@@ -15,7 +15,10 @@ Contract (read it before changing anything here):
   moment longer, until the next group holds the lock: see ``_Held``).
 - ``GroupCommitter`` coalesces concurrent single posts into one transaction (at
   most ``max_group`` entries). If the group fails, each entry is retried in a
-  transaction of its own, so one bad entry never takes another's place.
+  transaction of its own, so one bad entry never takes another's place. A
+  group whose COMMIT failed is first looked up in the log (``was_committed``):
+  if it committed, its receipts stand; if that cannot be read, the posters are
+  told the outcome is unknown rather than the entries appended twice.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import asyncpg
 
 from ledger.canonical import canonical_typed
 from ledger.entries import NewEntry
-from ledger.errors import Conflict, FieldError, IdempotencyMismatch, InvalidInput
+from ledger.errors import CommitUnknown, Conflict, FieldError, IdempotencyMismatch, InvalidInput
 from ledger.kinds import YearOpened
 from ledger.logs import stored_level
 from ledger.tree import EMPTY_ROOT, CompactRange, leaf_hash
@@ -437,6 +440,66 @@ async def find_idempotent(
     )
 
 
+#: How long reading back a failed commit waits for the org's lock: a transaction
+#: whose client is gone holds it until the server notices.
+COMMIT_CHECK_LOCK_TIMEOUT = "30s"
+
+
+async def was_committed(
+    pool: asyncpg.Pool, entries: Sequence[NewEntry], receipts: Sequence[Receipt]
+) -> bool:
+    """Whether the transaction that returned ``receipts`` for ``entries`` committed.
+
+    For a COMMIT whose answer was lost. The org's lock is taken first, as an
+    append takes it, so a transaction still in flight on the server (its client
+    gone) has ended, one way or the other, before the leaves are read. A leaf's
+    salt is random, so its hash at its index tells whether it is that entry.
+    Raises when the database cannot be read: then the outcome stays unknown.
+    """
+    orgs = sorted({e.org for e in entries})
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{COMMIT_CHECK_LOCK_TIMEOUT}'")
+            await conn.execute(
+                "SELECT 1 FROM orgs WHERE code = ANY($1::text[]) ORDER BY code FOR NO KEY UPDATE",
+                orgs,
+            )
+            rows = await conn.fetch(
+                """
+                SELECT k.i, l.leaf_hash
+                FROM unnest($1::text[], $2::int[], $3::bigint[])
+                    WITH ORDINALITY AS k(org, year, idx, i)
+                JOIN leaves l ON l.org = k.org AND l.year = k.year AND l.idx = k.idx
+                """,
+                [e.org for e in entries],
+                [e.year for e in entries],
+                [r.index for r in receipts],
+            )
+    found = {row["i"] - 1: bytes(row["leaf_hash"]) for row in rows}
+    ours = [found.get(i) == r.leaf_hash for i, r in enumerate(receipts)]
+    if all(ours):
+        return True
+    if not any(ours):
+        return False
+    raise RuntimeError("a group's transaction is in the log only in part")  # pragma: no cover
+
+
+async def read_back(
+    pool: asyncpg.Pool, entries: Sequence[NewEntry], receipts: Sequence[Receipt]
+) -> bool:
+    """``was_committed`` for a COMMIT that failed; raises ``CommitUnknown`` when the
+    log cannot be read, so that nobody appends the entries a second time."""
+    try:
+        return await was_committed(pool, entries, receipts)
+    except Exception as exc:
+        log.error("a commit failed and could not be read back: %s", exc)
+        raise CommitUnknown(
+            "The database did not confirm the commit, and whether it happened could not "
+            "be read back. Look the entries up in the log before posting them again, or "
+            "repost with the same Idempotency-Key.",
+        ) from exc
+
+
 @dataclass
 class _Pending:
     entry: NewEntry
@@ -518,6 +581,7 @@ class GroupCommitter:
             held.release()
 
     async def _commit(self, group: list[_Pending], held: _Held) -> None:
+        appended: list[Receipt] | None = None
         receipts: list[Receipt] | None = None
         try:
             async with self._pool.acquire() as conn:
@@ -528,10 +592,23 @@ class GroupCommitter:
                 receipts = appended  # committed
         except Exception as exc:
             held.release()
+            if receipts is None and appended is not None:
+                # The COMMIT itself failed (a connection lost as it was sent, say):
+                # the database may have committed. Read the log before a retry
+                # could append the entries a second time.
+                try:
+                    if await read_back(self._pool, [p.entry for p in group], appended):
+                        receipts = appended
+                except CommitUnknown as unknown:
+                    for p in group:
+                        if not p.future.done():
+                            p.future.set_exception(unknown)
+                    return
             if receipts is not None:
-                # Committed, then the connection failed to go back to the pool:
-                # the receipts stand, and a retry would append the entries twice.
-                log.warning("connection not returned to the pool after a commit: %s", exc)
+                # Committed, then the COMMIT's answer or the connection's return to
+                # the pool failed: the receipts stand, and a retry would append the
+                # entries twice.
+                log.warning("a group committed, then its connection failed: %s", exc)
             elif len(group) == 1:
                 if not group[0].future.done():
                     group[0].future.set_exception(exc)

@@ -387,3 +387,162 @@ async def test_a_review_of_a_later_entry_of_the_same_batch_is_refused(pool: asyn
         size = await conn.fetchval("SELECT size FROM logs WHERE org = $1", org)
     assert refused.value.errors[0].path.endswith("target_index")
     assert not size
+
+
+class _LostCommit:
+    """Makes the next COMMIT after an append fail on the client as a lost connection
+    does, ``remaining`` times; with ``happened`` the server committed first, without
+    it rolled back."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, happened: bool) -> None:
+        import asyncpg.transaction
+
+        from ledger import posting, sequencer
+
+        self.armed, self.lost, self.remaining = False, 0, 1
+        real_append, real_exit = sequencer.append_entries, asyncpg.transaction.Transaction.__aexit__
+
+        async def append(*args: Any, **kw: Any) -> Any:
+            receipts = await real_append(*args, **kw)
+            self.armed = self.remaining > 0
+            return receipts
+
+        async def aexit(tx: Any, extype: Any, ex: Any, tb: Any) -> None:
+            if extype is not None or not self.armed:
+                return await real_exit(tx, extype, ex, tb)
+            self.armed = False
+            self.remaining -= 1
+            self.lost += 1
+            if happened:
+                await real_exit(tx, None, None, None)
+            else:
+                await real_exit(tx, RuntimeError, RuntimeError(), None)
+            raise asyncpg.exceptions.ConnectionDoesNotExistError(
+                "connection was closed in the middle of operation"
+            )
+
+        monkeypatch.setattr(sequencer, "append_entries", append)
+        monkeypatch.setattr(posting, "append_entries", append)
+        monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", aexit)
+
+
+async def _hashes(pool: asyncpg.Pool, org: str) -> list[tuple[str, int, bytes]]:
+    rows = await pool.fetch("SELECT subject, idx, leaf_hash FROM leaves WHERE org = $1", org)
+    return sorted((r["subject"], r["idx"], bytes(r["leaf_hash"])) for r in rows)
+
+
+async def test_a_group_whose_commit_answer_is_lost_keeps_its_receipts(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = (await make_org("wk")).code
+    lost = _LostCommit(monkeypatch, happened=True)
+    committer = GroupCommitter(pool, effects=None)
+    committer.start()
+    try:
+        unlock = await _lock_org(pool, org)  # the two posts queue up into one group
+        posts = [asyncio.ensure_future(committer.submit(_opened(org, c))) for c in ("K1", "K2")]
+        await asyncio.sleep(0.2)
+        await unlock()
+        receipts = await asyncio.gather(*posts)
+    finally:
+        await committer.stop()
+    assert lost.lost == 1
+    assert await _hashes(pool, org) == [
+        ("fund/K1", receipts[0].index, receipts[0].leaf_hash),
+        ("fund/K2", receipts[1].index, receipts[1].leaf_hash),
+    ]
+
+
+async def test_a_group_whose_commit_did_not_happen_is_retried_once(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = (await make_org("wn")).code
+    lost = _LostCommit(monkeypatch, happened=False)
+    committer = GroupCommitter(pool, effects=None)
+    committer.start()
+    try:
+        unlock = await _lock_org(pool, org)
+        posts = [asyncio.ensure_future(committer.submit(_opened(org, c))) for c in ("N1", "N2")]
+        await asyncio.sleep(0.2)
+        await unlock()
+        receipts = await asyncio.gather(*posts)
+    finally:
+        await committer.stop()
+    assert lost.lost == 1
+    assert await _hashes(pool, org) == [
+        ("fund/N1", receipts[0].index, receipts[0].leaf_hash),
+        ("fund/N2", receipts[1].index, receipts[1].leaf_hash),
+    ]
+
+
+async def test_the_read_back_waits_for_a_transaction_that_still_holds_the_lock(
+    pool: asyncpg.Pool,
+) -> None:
+    """A COMMIT still running on the server after its client went away must end before
+    the log is read, or a retry could append what is about to be committed."""
+    from ledger.sequencer import append_entries, was_committed
+
+    org = (await make_org("wr")).code
+    for commit in (True, False):
+        entry = _opened(org, f"R{int(commit)}")
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            receipts = await append_entries(conn, [entry])
+            reading = asyncio.ensure_future(was_committed(pool, [entry], receipts))
+            await asyncio.sleep(0.3)
+            assert not reading.done()  # waits for the org's lock
+            await (tx.commit() if commit else tx.rollback())
+            assert await asyncio.wait_for(reading, 10) is commit
+
+
+async def test_a_lost_commit_over_http_answers_the_receipt_or_503(
+    client: Any, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger import sequencer
+    from tests.conftest import fund_entry
+
+    org = await make_org("wh")
+    url = f"/api/v1/orgs/{org.code}/entries"
+    lost = _LostCommit(monkeypatch, happened=True)
+    r = await client.post(url, json=fund_entry("H1"), headers=org.auth())
+    assert r.status_code == 201, r.text
+    assert lost.lost == 1
+    assert [(s, i) for s, i, _ in await _hashes(pool, org.code)] == [("fund/H1", r.json()["index"])]
+
+    async def unreadable(*args: Any) -> bool:
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(sequencer, "was_committed", unreadable)
+    lost.remaining = 1
+    r = await client.post(url, json=fund_entry("H2"), headers=org.auth())
+    assert r.status_code == 503, r.text
+    assert r.json()["type"] == "urn:gongkai:problem:commit-unknown"
+    assert lost.lost == 2
+    subjects = [s for s, _, _ in await _hashes(pool, org.code)]
+    assert subjects == ["fund/H1", "fund/H2"]  # committed once, not retried
+
+
+async def test_a_lost_batch_commit_answers_its_receipts_or_503(
+    client: Any, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch route reads a failed COMMIT back: receipts if it happened, 503 if not."""
+    from tests.conftest import fund_entry
+
+    org = await make_org("wb")
+    url = f"/api/v1/orgs/{org.code}/entries/batch"
+    batch = {"entries": [fund_entry("B1"), fund_entry("B2")]}
+    lost = _LostCommit(monkeypatch, happened=True)
+    r = await client.post(url, json=batch, headers=org.auth())
+    assert r.status_code == 201, r.text
+    assert lost.lost == 1
+    got = [(x["index"], x["leaf_hash"]) for x in r.json()["receipts"]]
+    assert [(i, h.hex()) for _, i, h in await _hashes(pool, org.code)] == got
+
+    monkeypatch.undo()
+    lost = _LostCommit(monkeypatch, happened=False)
+    r = await client.post(url, json={"entries": [fund_entry("B3")]}, headers=org.auth())
+    assert r.status_code == 503, r.text
+    assert r.json()["type"] == "urn:gongkai:problem:unavailable"
+    assert lost.lost == 1
+    assert [s for s, _, _ in await _hashes(pool, org.code)] == ["fund/B1", "fund/B2"]
