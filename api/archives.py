@@ -17,6 +17,19 @@ from archive.close import close_year
 from ledger.errors import NotFound
 from ledger.workdays import china_today
 
+#: How many of each kind of open item the close's answer lists. A large year can
+#: carry hundreds of thousands of unreviewed entries; the answer gives their count.
+OPEN_ITEMS_LISTED = 100
+
+
+def listed(items: dict[str, list[Any]]) -> dict[str, Any]:
+    """The first ``OPEN_ITEMS_LISTED`` of each list of open items, and its count."""
+    out: dict[str, Any] = {}
+    for name, rows in items.items():
+        out[name] = rows[:OPEN_ITEMS_LISTED]
+        out[f"{name}_count"] = len(rows)
+    return out
+
 
 class BundleOut(msgspec.Struct):
     variant: str
@@ -31,7 +44,14 @@ class CloseOut(msgspec.Struct):
     checkpoint: str
     open_items: Annotated[
         dict[str, Any],
-        msgspec.Meta(description="Pending reviews and open cases, carried into the next year"),
+        msgspec.Meta(
+            description=(
+                "Pending reviews and open cases carried into the next year: the first "
+                f"{OPEN_ITEMS_LISTED} of each (`pending_review`, `open_cases`) and how many there "
+                "are (`pending_review_count`, `open_cases_count`); GET …/review/pending and "
+                "the case list give them all"
+            )
+        ),
     ]
     bundles: list[BundleOut]
     archived_entry: Annotated[
@@ -61,7 +81,7 @@ async def close(request: Request[Any, Any, Any], org: OrgCode, year: Year) -> Cl
         final_size=result.final_size,
         final_root=result.final_root,
         checkpoint=result.checkpoint,
-        open_items=result.open_items,
+        open_items=listed(result.open_items),
         bundles=[
             BundleOut(variant=b.variant, sha256=b.sha256, size=b.size)
             for b in result.bundles.values()

@@ -118,6 +118,9 @@ async def test_close_seals_the_year_and_both_bundles_verify_offline(
     result = await _close(client, org)
     assert result["final_size"] == 10  # nine entries and year.closed
     assert result["open_items"]["pending_review"], "an unreviewed entry is carried forward"
+    assert result["open_items"]["pending_review_count"] == len(
+        result["open_items"]["pending_review"]
+    )
     last = await pool.fetchval(
         "SELECT kind FROM leaves WHERE org = $1 AND year = 2025 ORDER BY idx DESC LIMIT 1",
         org.code,
@@ -425,3 +428,17 @@ async def test_a_build_takes_a_helper_connection_only_if_one_is_free(dsn: str) -
             assert again is not None
     finally:
         await small.close()
+
+
+async def test_the_close_lists_the_first_open_items_and_counts_them_all(client: Any) -> None:
+    from api.archives import OPEN_ITEMS_LISTED
+
+    org = await make_org("cl")
+    many = OPEN_ITEMS_LISTED + 20
+    entries = [fund_entry("PWF", on="2025-01-02")]
+    entries += [receipt(f"{i + 1}.00", "2025-02-01") for i in range(many - 1)]
+    await post(client, org, entries)
+    items = (await _close(client, org))["open_items"]
+    assert items["pending_review_count"] == many
+    assert [i["index"] for i in items["pending_review"]] == list(range(OPEN_ITEMS_LISTED))
+    assert items["open_cases"] == [] and items["open_cases_count"] == 0
