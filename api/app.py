@@ -54,7 +54,7 @@ async def readyz(request: Request[Any, Any, Any]) -> HealthOut:
     operation_id="metrics",
     tags=["service"],
     summary="Prometheus metrics",
-    media_type="text/plain; version=0.0.4; charset=utf-8",
+    media_type="text/plain; version=0.0.4",
 )
 async def metrics(request: Request[Any, Any, Any]) -> str:
     rt = runtime(request)

@@ -247,7 +247,10 @@ async def get_opinion_for_staff(
     status_code=201,
     operation_id="recordOpinionEvent",
     summary="Staff: accept, supplement_requested, extended, responded, referred, closed, appeal",
-    description="Illegal transitions are 409 naming the allowed ones.",
+    description=(
+        "Illegal transitions are 409 naming the allowed ones. The verbs extend, respond, "
+        "refer, close and request_supplement name the same events."
+    ),
     tags=["staff"],
 )
 async def record_event(

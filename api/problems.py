@@ -8,16 +8,17 @@ No exception leaves the app as anything else, and none as a bare 500 page.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import asyncpg
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from api.params import NO_NUL
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, MalformedInput, field_path
 
 log = logging.getLogger("gongkai.api")
 
@@ -103,11 +104,17 @@ def ledger_error_handler(request: Request[Any, Any, Any], exc: LedgerError) -> R
     )
 
 
-def _param_path(key: str, source: Any) -> str:
+def _param_path(key: str, source: Any, message: str) -> str:
     source = getattr(source, "value", source)  # Litestar gives a ParamType enum
     if source in ("query", "path", "header", "cookie"):
         return f"{source}.{key}"
-    return f"$.{key}" if key else "$"
+    # The request body: Litestar names it ``data`` and its fields by their path.
+    path = "$" if key in ("", "data") else f"$.{key}"
+    return field_path(path, message)
+
+
+#: Litestar's words for a required parameter that is absent.
+_MISSING = re.compile(r"^Missing required (?P<source>\w+) parameter '(?P<key>[^']+)'")
 
 
 def _param_message(message: str) -> str:
@@ -125,13 +132,21 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
         for item in exc.extra if isinstance(exc.extra, list) else []:
             if isinstance(item, dict):
                 key = str(item.get("key", ""))
+                message = str(item.get("message", "invalid"))
                 errors.append(
                     {
-                        "path": _param_path(key, item.get("source")),
-                        "message": _param_message(str(item.get("message", "invalid"))),
+                        "path": _param_path(key, item.get("source"), message),
+                        "message": _param_message(message),
                     }
                 )
+        missing = _MISSING.match(exc.detail or "")
+        if missing is not None and not errors:
+            errors.append({"path": f"{missing['source']}.{missing['key']}", "message": "required"})
         return problem(request, 422, exc.detail or "Invalid request parameters", errors=errors)
+    if isinstance(exc.__cause__, SerializationException):
+        # A body Litestar could not decode: the same problem as the entries' own decoder.
+        return problem(request, 400, str(exc.detail), slug=MalformedInput.type,
+                       title=MalformedInput.title)  # fmt: skip
     headers = dict(exc.headers or {})
     detail = exc.detail or _TITLES.get(status, ("error", "Error"))[1]
     return problem(request, status, detail, headers=headers or None)

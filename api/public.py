@@ -37,7 +37,7 @@ from api.schemas import (
     TenderOut,
 )
 from ledger import access, logs, ocds, queries, summaries
-from ledger.errors import InvalidInput, NotFound
+from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.logs import MAX_LEAVES_PAGE
 from ledger.queries import MAX_PAGE, EntryView
 
@@ -84,9 +84,14 @@ async def get_leaves(
     head = await logs.get_head(pool, org, year)
     stop = min(head.size, start + MAX_LEAVES_PAGE if end is None else end)
     if end is not None and end < start:
-        raise InvalidInput("end must not be before start", [], field="end")
+        raise InvalidInput(
+            "end must not be before start", [FieldError("query.end", "is before start")]
+        )
     if end is not None and end - start > MAX_LEAVES_PAGE:
-        raise InvalidInput(f"at most {MAX_LEAVES_PAGE} leaf hashes a page", [], field="end")
+        raise InvalidInput(
+            f"at most {MAX_LEAVES_PAGE} leaf hashes a page",
+            [FieldError("query.end", f"at most start + {MAX_LEAVES_PAGE}")],
+        )
     start = min(start, head.size)
     stop = max(stop, start)
     hashes = await logs.leaf_hashes(pool, org, year, start, stop)
@@ -98,13 +103,13 @@ async def get_leaves(
     operation_id="getCheckpoint",
     summary="The latest signed checkpoint (C2SP signed note)",
     tags=["public"],
-    media_type="text/plain; charset=utf-8",
+    media_type="text/plain",
 )
 async def get_checkpoint(
     request: Request[Any, Any, Any], org: OrgCode, year: Year
 ) -> Response[str]:
     cp = await logs.latest_checkpoint(runtime(request).read_pool, org, year)
-    return Response(cp.note, media_type="text/plain; charset=utf-8")
+    return Response(cp.note, media_type="text/plain")
 
 
 @get(
@@ -140,7 +145,7 @@ async def get_consistency(
     operation_id="getVerifierKey",
     summary="The checkpoint verifier key (C2SP vkey)",
     tags=["public"],
-    media_type="text/plain; charset=utf-8",
+    media_type="text/plain",
 )
 async def get_vkey(request: Request[Any, Any, Any]) -> str:
     return runtime(request).signer.vkey() + "\n"
@@ -202,7 +207,7 @@ async def list_entries(
         pool = runtime(request).pool if staff else runtime(request).read_pool
         rows = queries.stream_entries(pool, org, flt, staff=staff)
         lines = exports.csv_lines(rows) if format == "csv" else exports.ndjson_lines(rows)
-        media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+        media = "text/csv" if format == "csv" else "application/x-ndjson"
         name = f"{org}-entries.{format}"
         return ExportStream(  # type: ignore[return-value]
             lines,

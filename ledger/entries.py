@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 
 from ledger.canonical import canonical_bytes
-from ledger.errors import FieldError, InvalidInput, MalformedInput
+from ledger.errors import FieldError, InvalidInput, MalformedInput, field_path
 from ledger.kinds import KINDS, POSTABLE_KINDS, SYSTEM_KINDS, Body, body_decoder, body_to_builtins
 
 MAX_BATCH = 1000
@@ -121,7 +121,7 @@ def _field_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
     m = _PATH_RE.match(str(exc))
     assert m is not None
     path = m.group("path") or "$"
-    return FieldError(prefix + path[1:], m.group("msg"))
+    return FieldError(field_path(prefix + path[1:], m.group("msg")), m.group("msg"))
 
 
 def _decode_one(raw: bytes | msgspec.Raw, prefix: str, org: str, actor: str) -> NewEntry:

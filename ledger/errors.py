@@ -7,6 +7,8 @@ given here. Nothing in this module knows HTTP beyond the status number.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,25 @@ class FieldError:
 
     path: str
     message: str
+
+
+_NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]*)`")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def field_path(path: str, message: str) -> str:
+    """The path of the field a msgspec message is about.
+
+    msgspec reports a missing or an unknown field at the object that holds it
+    (``$.body``); the caller wants the field itself (``$.body.amount``).
+    """
+    named = _NAMED_FIELD.match(message)
+    if named is None:
+        return path
+    name = named.group("field")
+    if _IDENTIFIER.match(name):
+        return f"{path}.{name}"
+    return f"{path}[{json.dumps(name, ensure_ascii=False)}]"
 
 
 class LedgerError(Exception):

@@ -13,7 +13,7 @@ from typing import TypeAlias
 import asyncpg
 
 from ledger.checkpoint import Checkpoint, NoteSigner
-from ledger.errors import InvalidInput, NotFound
+from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.tree import (
     assemble_proof,
     consistency_proof_ranges,
@@ -213,8 +213,7 @@ def _check_size(log_size: int, name: str, value: int) -> None:
     if value > log_size:
         raise InvalidInput(
             f"{name} {value} is beyond the log's size {log_size}",
-            [],
-            field=name,
+            [FieldError(f"query.{name}", f"is beyond the log's size {log_size}")],
             size=log_size,
         )
 
@@ -225,7 +224,10 @@ async def inclusion_proof(
     """(leaf hash, audit path) of leaf ``index`` in the tree of ``tree_size`` leaves."""
     if not 0 <= index < tree_size:
         await _proof_nodes(conn, org, year, "tree_size", tree_size, set())
-        raise InvalidInput(f"index {index} is not below tree_size {tree_size}", [])
+        raise InvalidInput(
+            f"index {index} is not below tree_size {tree_size}",
+            [FieldError("query.index", f"must be below tree_size ({tree_size})")],
+        )
     ranges = inclusion_proof_ranges(index, tree_size)
     wanted = nodes_for_ranges(ranges) | {(0, index)}
     found = await _proof_nodes(conn, org, year, "tree_size", tree_size, wanted)
@@ -238,7 +240,10 @@ async def consistency_proof(
     if not 0 < first < second:  # no proof to read: check the log, then the sizes
         await _proof_nodes(conn, org, year, "second", second, set())
         if not 0 <= first <= second:
-            raise InvalidInput(f"first {first} must be between 0 and second {second}", [])
+            raise InvalidInput(
+                f"first {first} must be between 0 and second {second}",
+                [FieldError("query.first", f"must be between 0 and second ({second})")],
+            )
         return []
     ranges = consistency_proof_ranges(first, second)
     found = await _proof_nodes(conn, org, year, "second", second, nodes_for_ranges(ranges))

@@ -415,12 +415,24 @@ async def private_data(conn: Any, org: str, code_hash: bytes) -> list[dict[str, 
 # --- staff events --------------------------------------------------------------------
 
 
+#: The SPEC names events by their verbs (accept, extend, respond, …); the events
+#: whose names are their outcome take the verb too.
+EVENT_ALIASES = {
+    "extend": "extended",
+    "respond": "responded",
+    "refer": "referred",
+    "close": "closed",
+    "request_supplement": "supplement_requested",
+}
+
+
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     """A staff event on a case."""
 
     event: Literal[
-        "accept", "supplement_requested", "extended", "responded", "referred", "closed", "appeal"
-    ]
+        "accept", "supplement_requested", "extended", "responded", "referred", "closed", "appeal",
+        "extend", "respond", "refer", "close", "request_supplement",
+    ]  # fmt: skip
     handled_as: k.OpinionCategory | None = None
     what: str | None = None
     days: int | None = None
@@ -448,6 +460,8 @@ async def record_event(
     calendar: WorkCalendar,
 ) -> Receipt:
     """Apply one staff event to a case: validate, append its entry, move the case."""
+    if data.event in EVENT_ALIASES:
+        data = msgspec.structs.replace(data, event=EVENT_ALIASES[data.event])
     code_hash = tracking_sha256(code)
     h = code_hash.hex()
     async with pool.acquire() as conn, conn.transaction():

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ledger.errors import InvalidInput, MalformedInput, NotFound
+from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.kinds import SYSTEM_KINDS
 from ledger.money import from_fen
 
@@ -58,7 +58,10 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         year, index = struct.unpack(">iq", raw)
     except (ValueError, struct.error):
-        raise MalformedInput(f"Bad cursor {cursor!r}: use next_cursor as given") from None
+        raise InvalidInput(
+            f"Bad cursor {cursor!r}: use next_cursor as given",
+            [FieldError("query.cursor", "not a cursor this service gave")],
+        ) from None
     return int(year), int(index)
 
 
@@ -106,7 +109,9 @@ class EntryFilter:
 
     def check(self) -> None:
         if self.since and self.until and self.until < self.since:
-            raise InvalidInput("until is before since", [], field="until")
+            raise InvalidInput(
+                "until is before since", [FieldError("query.until", "is before since")]
+            )
 
 
 def _entries_sql(

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import asyncpg
 
 from ledger.checkpoint import Checkpoint, NoteSigner
-from ledger.errors import InvalidInput, NotFound
+from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.money import from_fen
 from ledger.tree import EMPTY_ROOT
 
@@ -336,7 +336,10 @@ async def procurement_summary(
 
 def check_year(year: int) -> None:
     if not 1900 <= year <= 2999:
-        raise InvalidInput("year must be between 1900 and 2999", [], field="year")
+        raise InvalidInput(
+            "year must be between 1900 and 2999",
+            [FieldError("query.year", "must be between 1900 and 2999")],
+        )
 
 
 def as_dict(obj: Any) -> Any:

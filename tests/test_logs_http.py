@@ -35,6 +35,9 @@ async def test_checkpoint_is_signed_within_a_second_and_verifies(client: Any, or
     note = await _checkpoint(client, org, size=37)
     vkey = (await client.get("/api/v1/vkey")).text.strip()
     cp = NoteVerifier.from_vkey(vkey).verify(note)
+    for path in (f"/api/v1/orgs/{org.code}/logs/2026/checkpoint", "/api/v1/vkey", "/metrics"):
+        kind = (await client.get(path)).headers["content-type"]
+        assert kind.startswith("text/plain") and kind.count("charset") == 1, (path, kind)
     assert cp.origin == f"test.gongkai.local/{org.code}/2026"
     assert cp.size == 37
     r = await client.get(f"/api/v1/orgs/{org.code}/logs/2026/leaves?start=0&end=37")

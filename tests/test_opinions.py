@@ -183,7 +183,7 @@ async def test_public_routes_never_show_contact_or_text(
     assert_no_personal_data(r.text, "POST /opinions")
     code = r.json()["tracking_code"]
     await event(client, org, code, "accept")
-    await event(client, org, code, "responded", outcome="disclosed", response="已公开，见附件。")
+    await event(client, org, code, "respond", outcome="disclosed", response="已公开，见附件。")
 
     # Staff see it (the positive control for the checks below) …
     staff = await staff_case(client, org, code)
@@ -500,7 +500,8 @@ async def test_one_extension_of_at_most_20_working_days(
     )
     assert r.status_code == 422 and "$.reason" in problem_paths(r)
 
-    case = await event(client, org, code, "extended", days=20, reason="需要征求第三方意见")
+    # The SPEC's verb (extend) and the event's name (extended) are the same event.
+    case = await event(client, org, code, "extend", days=20, reason="需要征求第三方意见")
     # 10-30 plus 20 working days: 11-02 … 11-27.
     assert (case["status"], case["due_on"], case["due_estimated"]) == ("extended", "2026-11-27",
                                                                        False)  # fmt: skip

@@ -175,12 +175,13 @@ async def test_unknown_fund_summary_is_404_and_until_before_since_422(
     assert r.status_code == 422
 
 
-async def test_limit_out_of_range_is_422_and_bad_cursor_400(client: Any, org: Org) -> None:
+async def test_limit_out_of_range_and_bad_cursor_are_422(client: Any, org: Org) -> None:
     r = await client.get(f"/api/v1/orgs/{org.code}/entries?limit=1001")
     assert r.status_code == 422
     assert r.json()["errors"][0]["path"] == "query.limit"
     r = await client.get(f"/api/v1/orgs/{org.code}/entries?cursor=%%%")
-    assert r.status_code == 400
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["path"] == "query.cursor"
     r = await client.get("/api/v1/orgs/no-such-org/entries")
     assert r.status_code == 404
 
