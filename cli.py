@@ -111,6 +111,17 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+async def _missing_logs(conn: Any, org: str | None, year: int | None) -> str | None:
+    """What an explicit --org or --year names that is not there, if anything."""
+    if org is not None and not await conn.fetchval("SELECT 1 FROM orgs WHERE code = $1", org):
+        return f"no org {org!r}"
+    if year is not None and not await conn.fetchval(
+        "SELECT 1 FROM logs WHERE year = $1 AND ($2::text IS NULL OR org = $2)", year, org
+    ):
+        return f"no log for {year}" + (f" of {org}" if org else "")
+    return None
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     import asyncpg
 
@@ -128,6 +139,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         verifier = NoteVerifier.from_vkey(vkey)
         conn = await asyncpg.connect(dsn)
         try:
+            missing = await _missing_logs(conn, args.org, args.year)
+            if missing:
+                print(f"gongkai verify: {missing}", file=sys.stderr)
+                return 2
             progress = Progress("verify", await total_leaves(conn, args.org, args.year))
             report = await verify_ledger(
                 conn, verifier, settings.origin, org=args.org, year=args.year, progress=progress

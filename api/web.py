@@ -244,6 +244,9 @@ def web_middleware(metrics: Metrics, limiter: RateLimiter) -> Any:
                     if not public:
                         headers.append((b"cache-control", b"private, no-store"))
                     message = {**message, "headers": headers}
+                    # A response that tags itself (a file) keeps its own ETag.
+                    if any(k.lower() == b"etag" for k, _ in headers):
+                        passthrough = True
                     if passthrough or message["status"] != 200:
                         passthrough = True
                         await send(message)

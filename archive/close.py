@@ -5,7 +5,8 @@ the final checkpoint and seals the log (the database then refuses it any new
 leaf), and freezes what the year's archive needs beyond the leaves: the annual
 report as of the close and the items still open, which are carried forward. It
 then builds both archive bundles and appends ``year.archived {archived_log, size,
-root, bundle_sha256}`` to the next year's log, so the years form one chain.
+root, bundle_sha256, public_bundle_sha256}`` to the next year's log, so the
+years form one chain.
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ async def close_year(
             size=size,
             root=root.hex(),
             bundle_sha256=bundles["full"].sha256,
+            public_bundle_sha256=bundles["public"].sha256,
         ),
         actor=actor,
     )

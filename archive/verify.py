@@ -49,7 +49,10 @@ disclosures
     For every ``disclosure.published`` leaf present, ``data/disclosures/<period>.json``
     exists and its SHA-256 is the one the leaf commits to.
 documents
-    ``opinions.ndjson``, ``annual-report.json`` and the OCDS release package parse.
+    Each line of ``opinions.ndjson`` is the opinion event leaf it names, in index
+    order, one for each such leaf in ``entries.ndjson``; in the full variant a
+    submission's personal data hashes to its leaf's ``commitment``.
+    ``annual-report.json`` and the OCDS release package parse.
 summaries
     Every CSV in ``data/summaries/`` is recomputed from the leaves present in
     ``entries.ndjson`` and compared byte for byte, and ``datapackage.json`` is the
@@ -1440,6 +1443,7 @@ class _Bag:
     last_leaf: dict[str, Any] | None = None
     root_before_last: bytes | None = None
     disclosures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    opinions: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     summaries: SummaryBuilder = field(default_factory=SummaryBuilder)
     summary_error: str | None = None
     hash_only: int = 0
@@ -1717,6 +1721,7 @@ class _Piece:
     # (index, message) for a leaf that cannot be summarised (the piece stops there).
     records: list[Any] = field(default_factory=list)
     disclosures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    opinions: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     last: dict[str, Any] | None = None
     error: tuple[int, str] | None = None  # (index, message): the piece stopped there
     pid: int = field(default_factory=os.getpid)  # the process that checked it
@@ -1802,6 +1807,8 @@ def _check_piece(
         kind = leaf["kind"]
         if kind == "disclosure.published":
             piece.disclosures.append((index, leaf))
+        elif kind.startswith("opinion."):
+            piece.opinions.append((index, leaf))
         if not summarising:
             continue
         if kind == "fund.receipt" or kind == "fund.disbursement":
@@ -1933,6 +1940,7 @@ def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
                 bag.roots_at[frontier.size] = frontier.root()
         bag.hash_only += piece.hash_only
         bag.disclosures.extend(piece.disclosures)
+        bag.opinions.extend(piece.opinions)
         if piece.last is not None:
             bag.last_leaf = piece.last
         if bag.summary_error is None:
@@ -2116,17 +2124,8 @@ def _check_documents(bag: _Bag) -> str:
     done: list[str] = []
     opinions = bag.data("opinions.ndjson")
     if opinions.is_file():
-        with open(opinions, "rb") as fh:
-            for number, raw in enumerate(fh, start=1):
-                try:
-                    ok = isinstance(json.loads(raw), dict)
-                except ValueError:
-                    ok = False
-                if not ok:
-                    raise VerificationError(
-                        f"data/opinions.ndjson line {number} is not a JSON object"
-                    )
-        done.append("opinions.ndjson")
+        _check_opinions(bag, opinions)
+        done.append(f"opinions.ndjson ({len(bag.opinions)} events, as their leaves)")
     for rel, key in (
         ("annual-report.json", None),
         ("procurement/ocds-release-package.json", "releases"),
@@ -2142,6 +2141,61 @@ def _check_documents(bag: _Bag) -> str:
             raise VerificationError(f"data/{rel} has no '{key}' list")
         done.append(rel)
     return ("parse: " + ", ".join(done)) if done else "none carried"
+
+
+#: The opinion events whose leaf commits to the citizen's words and contact.
+_COMMITTED = ("opinion.submitted", "opinion.supplied")
+
+
+def _check_opinions(bag: _Bag, path: Path) -> None:
+    """Each line is the opinion leaf it names, in index order, one a leaf present in
+    ``entries.ndjson``; in the full variant a submission's or supplement's
+    ``personal_data`` (unless erased) is what its leaf's ``commitment`` hashes:
+    SHA-256(salt || canonical JSON of the data)."""
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    expected = bag.opinions
+    number = 0
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            where = f"data/opinions.ndjson line {number}"
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                line = None
+            if not isinstance(line, dict):
+                raise VerificationError(f"{where} is not a JSON object")
+            if number > len(expected):
+                raise VerificationError(
+                    f"{where}: entries.ndjson holds only {len(expected)} opinion events"
+                )
+            index, leaf = expected[number - 1]
+            personal = line.pop("personal_data", None)
+            want = {"index": index, "kind": leaf["kind"], "occurred_on": leaf["occurred_on"],
+                    "body": leaf["body"]}  # fmt: skip
+            if line != want:
+                raise VerificationError(f"{where} is not the opinion event at index {index}")
+            if personal is None:
+                if bag.variant == "full" and leaf["kind"] in _COMMITTED:
+                    raise VerificationError(f"{where}: the full bundle lacks its personal_data")
+                continue
+            if bag.variant != "full" or leaf["kind"] not in _COMMITTED:
+                raise VerificationError(f"{where}: personal_data has no place here")
+            if personal == {"erased": True}:
+                continue
+            try:
+                salt = bytes.fromhex(personal["salt"])
+                digest = hashlib.sha256(salt + canonical(personal["data"])).hexdigest()
+            except (KeyError, TypeError, ValueError) as exc:
+                raise VerificationError(f"{where}: personal_data is malformed ({exc})") from None
+            if digest != leaf["body"].get("commitment"):
+                raise VerificationError(
+                    f"{where}: personal_data does not hash to the leaf's commitment"
+                )
+    if number != len(expected):
+        raise VerificationError(
+            f"data/opinions.ndjson has {number} lines for {len(expected)} opinion events"
+        )
 
 
 def _first_difference(name: str, got: bytes, want: bytes) -> str:

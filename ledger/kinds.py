@@ -270,6 +270,8 @@ class YearArchived(Body):
     size: Index
     root: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
     bundle_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    #: The public variant's, which anyone can download and check (since 2026-11-27).
+    public_bundle_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
 class DisclosurePublished(Body):

@@ -227,7 +227,24 @@ async def _open_logs(
         EMPTY_ROOT,
     )
     openers: list[NewEntry] = []
+    new = {(r["org"], r["year"]) for r in created}
     for row in sorted(created, key=lambda r: (r["org"], r["year"])):
+        later = await conn.fetchval(
+            "SELECT min(year) FROM logs WHERE org = $1 AND year > $2 AND NOT year = ANY($3::int[])",
+            row["org"],
+            row["year"],
+            [y for o, y in new if o == row["org"]],
+        )
+        if later is not None:
+            # Its year.opened leaf was written without this year: the chain of
+            # years (SPEC §4) cannot take a year put before it afterwards.
+            raise Conflict(
+                f"{row['org']} keeps logs from {later} on; an entry dated in {row['year']} "
+                f"cannot start a log before it, because each year's log begins by naming the "
+                "year before. Post it into an open year, as an adjustment that says so.",
+                log=f"{row['org']}/{row['year']}",
+                first_year=later,
+            )
         prev = await conn.fetchrow(
             """
             SELECT l.year, c.size, c.root

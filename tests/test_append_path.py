@@ -17,7 +17,7 @@ from ledger.canonical import canonical_bytes, canonical_typed
 from ledger.entries import NewEntry, decode_entry
 from ledger.kinds import KINDS
 from ledger.sequencer import LeafParts, append_entries, build_leaf
-from tests.conftest import Org, fund_entry
+from tests.conftest import Org, fund_entry, make_org
 
 texts = st.text(
     st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1, max_size=40
@@ -145,3 +145,23 @@ async def test_a_log_taken_as_known_but_missing_is_created_with_its_opener(
         "SELECT idx, kind FROM leaves WHERE org = $1 AND year = 2027 ORDER BY idx", org.code
     )
     assert [(row["idx"], row["kind"]) for row in rows] == [(0, "year.opened"), (1, "fund.opened")]
+
+
+async def test_a_year_before_the_first_log_cannot_start_a_log_later(client: Any) -> None:
+    """Each year's log begins by naming the year before (year.opened): once 2026 has a
+    log, an entry dated 2025 cannot start one. Both years in one batch can."""
+    org = await make_org("yc")
+    url = f"/api/v1/orgs/{org.code}/entries"
+    r = await client.post(url, json=fund_entry("A", on="2026-02-01"), headers=org.auth())
+    assert r.status_code == 201, r.text
+    r = await client.post(url, json=fund_entry("B", on="2025-12-01"), headers=org.auth())
+    assert r.status_code == 409, r.text
+    assert r.json()["first_year"] == 2026
+
+    both = await make_org("yd")
+    batch = {"entries": [fund_entry("C", on="2026-02-01"), fund_entry("D", on="2025-12-01")]}
+    r = await client.post(f"{url.replace(org.code, both.code)}/batch", json=batch,
+                          headers=both.auth())  # fmt: skip
+    assert r.status_code == 201, r.text
+    first = await client.get(f"/api/v1/orgs/{both.code}/logs/2026/entries/0")
+    assert first.json()["kind"] == "year.opened", first.text

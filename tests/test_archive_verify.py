@@ -98,7 +98,31 @@ def _specs(disclosure_sha: str) -> list[tuple[str, str, str, str, dict[str, Any]
           "payer": {"id": "gamma", "name": "Gamma", "type": "enterprise"}}),
         ("disclosure.published", "disclosure:2026-Q1", "2026-04-05", "public",
          {"period": "2026-Q1", "summary_sha256": disclosure_sha, "tree_size": 5}),
+        ("opinion.submitted", f"opinion:{TRACKING}", "2026-07-01", "public",
+         {"tracking_sha256": TRACKING, "category": "opinion", "applicant_type": "citizen",
+          "received_on": "2026-07-01", "due_on": "2026-07-29", "due_estimated": False,
+          "commitment": hashlib.sha256(OPINION_SALT + canonical_bytes(OPINION)).hexdigest()}),
+        ("opinion.accepted", f"opinion:{TRACKING}", "2026-07-02", "public",
+         {"tracking_sha256": TRACKING}),
     ]  # fmt: skip
+
+
+# A citizen's opinion: its words and contact, committed to by the submission's leaf.
+TRACKING = hashlib.sha256(b"GK-TRACKING").hexdigest()
+OPINION = {"text": "请公开排污费使用明细", "contact": {"name": "张三", "phone": "13800000000"}}
+OPINION_SALT = bytes(range(16))
+
+
+def _opinion_lines(leaves: list[dict[str, Any]], variant: str) -> bytes:
+    out = b""
+    for leaf in leaves:
+        if not leaf["kind"].startswith("opinion."):
+            continue
+        line = {k: leaf[k] for k in ("index", "kind", "occurred_on", "body")}
+        if variant == "full" and leaf["kind"] == "opinion.submitted":
+            line["personal_data"] = {"salt": OPINION_SALT.hex(), "data": OPINION}
+        out += canonical_bytes(line) + b"\n"
+    return out
 
 
 # In the public variant these are carried as index and hash only: an internal
@@ -196,8 +220,7 @@ def build_bundle(parent: Path, variant: str = "full", signer: NoteSigner | None 
         )
     consistency = {"final": {"size": n, "root": root.hex()}, "proofs": proofs}
     (data / "consistency.json").write_bytes(canonical_bytes(consistency))
-    opinions = b'{"id":1,"text":"Publish more"}\n' if variant == "full" else b""
-    (data / "opinions.ndjson").write_bytes(opinions)
+    (data / "opinions.ndjson").write_bytes(_opinion_lines(leaves, variant))
     (data / "disclosures" / "2026-Q1.json").write_bytes(disclosure)
     (data / "annual-report.json").write_bytes(canonical_bytes({"year": YEAR}))
     ocds = {"uri": "x", "releases": [{"ocid": "ocds-x-T-1"}]}
@@ -441,7 +464,7 @@ def test_last_line_removed(full: Bundle) -> None:
     lines = _entries(full.path)
     _set_entries(full.path, lines[:-1])
     fails = _fails(full.path)
-    assert "15 lines but the signed checkpoint has size 16" in _only(fails, "root")
+    assert "17 lines but the signed checkpoint has size 18" in _only(fails, "root")
     assert "not year.closed" in _only(fails, "year.closed")
 
 
@@ -1081,3 +1104,41 @@ def test_standard_library_line_parsing(
         assert entry == json.loads(line)
         if canonical:
             assert rfc8785.dumps(entry) == line
+
+
+def _opinions(bag: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (bag / "data/opinions.ndjson").read_bytes().splitlines()]
+
+
+def _set_opinions(bag: Path, lines: list[dict[str, Any]]) -> None:
+    (bag / "data/opinions.ndjson").write_bytes(b"".join(canonical_bytes(x) + b"\n" for x in lines))
+    _write_manifests(bag)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "words"),
+    [
+        (lambda ls: [*ls, {"index": 99, "kind": "opinion.closed"}], "2 opinion events"),
+        (lambda ls: ls[:1], "1 lines for 2 opinion events"),
+        (lambda ls: [ls[1], ls[0]], "is not the opinion event at index 15"),
+        (lambda ls: [{**ls[0], "body": {**ls[0]["body"], "category": "request"}}, ls[1]],
+         "is not the opinion event at index 15"),
+        (lambda ls: [{**ls[0], "personal_data": {**ls[0]["personal_data"],
+                      "data": {**OPINION, "text": "改过的意见"}}}, ls[1]],
+         "does not hash to the leaf's commitment"),
+        (lambda ls: [{k: v for k, v in ls[0].items() if k != "personal_data"}, ls[1]],
+         "lacks its personal_data"),
+        (lambda ls: [ls[0], {**ls[1], "personal_data": {"erased": True}}],
+         "personal_data has no place here"),
+    ],
+)  # fmt: skip
+def test_opinions_are_their_leaves(full: Bundle, tamper: Any, words: str) -> None:
+    _set_opinions(full.path, tamper(_opinions(full.path)))
+    assert words in _only(_fails(full.path), "documents")
+
+
+def test_erased_personal_data_still_verifies(full: Bundle) -> None:
+    lines = _opinions(full.path)
+    lines[0]["personal_data"] = {"erased": True}
+    _set_opinions(full.path, lines)
+    assert _fails(full.path) == []

@@ -126,6 +126,11 @@ async def test_verify_passes_then_names_a_tampered_leaf(
     ok = run_cli(dsn, settings, "verify", "--org", org.code)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "12 leaves" in ok.stdout
+    # An org or year that is not there is a usage error, not "ok: 0 logs".
+    for args in (["--org", "no-such-org"], ["--org", org.code, "--year", "2031"]):
+        nothing = run_cli(dsn, settings, "verify", *args)
+        assert nothing.returncode == 2, nothing.stdout + nothing.stderr
+        assert "no " in nothing.stderr
 
     # A superuser switches the guard off and edits one body.
     async with pool.acquire() as conn, conn.transaction():

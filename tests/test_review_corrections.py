@@ -407,10 +407,11 @@ async def test_reviewing_a_review_entry_is_409(client: Any, org: Org) -> None:
     assert r.status_code == 409, r.text
 
 
-async def test_reviewing_a_missing_entry_is_422(client: Any, org: Org) -> None:
+async def test_reviewing_a_missing_entry_is_404(client: Any, org: Org) -> None:
     await with_fund(client, org)
     r = await review(client, org, 999, APPROVE)
-    assert r.status_code == 422, r.text
+    assert r.status_code == 404, r.text
+    assert r.json()["type"] == "urn:gongkai:problem:not-found"
 
 
 async def test_withholding_without_legal_basis_is_422(

@@ -96,6 +96,7 @@ async def _download(client: Any, org: Org, variant: str, tmp: Path) -> Path:
     )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/zip")
+    assert len(r.headers.get_list("etag")) == 1, r.headers  # the file's own, not a second
     path = tmp / f"{org.code}-{variant}.zip"
     path.write_bytes(r.content)
     return path
@@ -134,6 +135,8 @@ async def test_close_seals_the_year_and_both_bundles_verify_offline(
     assert body["size"] == result["final_size"] and body["root"] == result["final_root"]
     full_sha = next(b["sha256"] for b in result["bundles"] if b["variant"] == "full")
     assert body["bundle_sha256"] == full_sha
+    public_sha = next(b["sha256"] for b in result["bundles"] if b["variant"] == "public")
+    assert body["public_bundle_sha256"] == public_sha
 
     for variant in ("full", "public"):
         path = await _download(client, org, variant, tmp_path)
@@ -442,3 +445,26 @@ async def test_the_close_lists_the_first_open_items_and_counts_them_all(client: 
     assert items["pending_review_count"] == many
     assert [i["index"] for i in items["pending_review"]] == list(range(OPEN_ITEMS_LISTED))
     assert items["open_cases"] == [] and items["open_cases_count"] == 0
+
+
+async def test_a_closed_year_with_opinions_verifies_offline(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The builder's opinions.ndjson is what data/verify.py checks against the leaves:
+    the events in index order, and in the full variant the words each submission's
+    leaf commits to."""
+    from tests.test_opinions import event, on, submit
+
+    org = await make_org("co")
+    on(monkeypatch, "2025-06-02")
+    code = (await submit(client, org))["tracking_code"]
+    await event(client, org, code, "accept")
+    await _close(client, org)
+    for variant in ("full", "public"):
+        path = await _download(client, org, variant, tmp_path)
+        out = _verify(path)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "opinions.ndjson (2 events, as their leaves)" in out.stdout, out.stdout
+        with zipfile.ZipFile(path) as z:
+            lines = z.read(f"gongkai-{org.code}-2025/data/opinions.ndjson").splitlines()
+        assert ("personal_data" in lines[0].decode()) == (variant == "full")
