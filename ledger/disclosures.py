@@ -139,7 +139,12 @@ async def _snapshot(
         "funds": funds,
         "procurement_year_to_date": proc,
         "opinions": await opinions.counts(conn, org, calendar=calendar, today=today),
-        "as_of": {"log": as_of.log, "tree_size": as_of.tree_size, "root": as_of.root},
+        "as_of": {
+            "log": as_of.log,
+            "tree_size": as_of.tree_size,
+            "root": as_of.root,
+            "checkpoint": as_of.checkpoint,
+        },
     }
 
 

@@ -59,7 +59,9 @@ FundCategory = Literal[
 ]
 
 
-class FundOpened(Body):
+class FundOpened(Body, omit_defaults=False):
+    """``currency`` and ``allow_overdraft`` are in every leaf (SPEC §5), given or not."""
+
     fund_code: Code
     name: Name
     category: FundCategory
@@ -112,7 +114,9 @@ class Funding(Body):
     amount: Amount
 
 
-class ProjectRegistered(Body):
+class ProjectRegistered(Body, omit_defaults=False):
+    """``funding`` is in every leaf (SPEC §5), given or not."""
+
     project_code: Code
     name: Name
     category: ShortText

@@ -9,6 +9,7 @@ carried-forward requests, and its cross-checks.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -165,6 +166,9 @@ async def test_publish_a_quarter_and_serve_its_exact_bytes(
     assert len(leaves) == published["tree_size"]
     root = root_from_leaf_hashes([bytes.fromhex(h) for h in leaves])
     assert snap["as_of"]["root"] == root.hex()
+    # The signed note of that tree head (SPEC §6: every summary names its checkpoint).
+    note = snap["as_of"]["checkpoint"]
+    assert f"\n{published['tree_size']}\n{base64.b64encode(root).decode()}\n" in note
     assert "opinions" in snap and snap["opinions"]["total"] == 0
 
     # Once only.
