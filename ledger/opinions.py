@@ -197,7 +197,8 @@ async def submit(
         )
         earlier = await conn.fetchrow(
             """SELECT tracking_code FROM opinion_submissions
-               WHERE fingerprint = $1 AND created_at > now() - $2::interval""",
+               WHERE org = $1 AND fingerprint = $2 AND created_at > now() - $3::interval""",
+            org,
             fingerprint,
             DUPLICATE_WINDOW,
         )
@@ -249,14 +250,15 @@ async def submit(
         await _event(conn, org, code_hash, year, receipt.index, "opinion.submitted", today)
         await conn.execute(
             """INSERT INTO opinion_submissions (fingerprint, org, tracking_code) VALUES ($1, $2, $3)
-               ON CONFLICT (fingerprint) DO UPDATE SET tracking_code = EXCLUDED.tracking_code,
+               ON CONFLICT (org, fingerprint) DO UPDATE SET tracking_code = EXCLUDED.tracking_code,
                    created_at = now()""",
             fingerprint,
             org,
             code,
         )
         await conn.execute(
-            "DELETE FROM opinion_submissions WHERE created_at < now() - $1::interval",
+            "DELETE FROM opinion_submissions WHERE org = $1 AND created_at < now() - $2::interval",
+            org,
             DUPLICATE_WINDOW,
         )
     return Submitted(code, today, deadline.due_on, deadline.estimated, deadline.note, False)

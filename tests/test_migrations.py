@@ -61,3 +61,23 @@ async def test_all_applied_only_when_every_migration_is_recorded(dsn: str, empty
         assert await db.all_applied(empty_dsn)
     finally:
         await conn.close()
+
+
+#: Tables that do not grow with an org's use: the orgs themselves, API tokens
+#: (looked up by their hash), the holiday calendar and Piccolo's migration record.
+NOT_PER_ORG = {"orgs", "tokens", "calendar_years", "migration"}
+
+
+async def test_every_table_that_grows_is_keyed_by_org_first(pool: asyncpg.Pool) -> None:
+    """SPEC §8: every table that grows with use is keyed by ``org`` first."""
+    rows = await pool.fetch(
+        """SELECT c.relname AS name, a.attname AS first
+           FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+           WHERE i.indisprimary"""
+    )
+    firsts = {r["name"]: r["first"] for r in rows}
+    assert "opinion_submissions" in firsts and "leaves" in firsts
+    assert {t: f for t, f in firsts.items() if f != "org" and t not in NOT_PER_ORG} == {}
