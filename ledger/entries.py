@@ -74,15 +74,30 @@ class NewEntry:
         return body_to_builtins(self.body)
 
     def request_sha256(self) -> bytes:
-        """Fingerprint of what was asked, to tell a retry from a different request."""
+        """Fingerprint of what was asked, to tell a retry from a different request.
+
+        The body's top-level fields at their defaults are left out, as they were
+        before some kinds began to write them into the leaf (2026-11-27), so a
+        retry across that change still finds its key's request.
+        """
         doc = {
             "kind": self.kind,
             "subject": self.subject,
             "occurred_on": self.occurred_on.isoformat(),
             "visibility": self.visibility,
-            "body": self.body_json(),
+            "body": _without_defaults(self.body, self.body_json()),
         }
         return hashlib.sha256(canonical_bytes(doc)).digest()
+
+
+def _without_defaults(body: Body, doc: dict[str, Any]) -> dict[str, Any]:
+    for f in msgspec.structs.fields(type(body)):
+        if f.default is msgspec.NODEFAULT and f.default_factory is msgspec.NODEFAULT:
+            continue
+        default = f.default if f.default is not msgspec.NODEFAULT else f.default_factory()
+        if getattr(body, f.name) == default:
+            doc.pop(f.encode_name, None)
+    return doc
 
 
 _envelope = msgspec.json.Decoder(EntryRequest)

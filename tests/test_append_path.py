@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 from typing import Any
 
@@ -165,3 +166,24 @@ async def test_a_year_before_the_first_log_cannot_start_a_log_later(client: Any)
     assert r.status_code == 201, r.text
     first = await client.get(f"/api/v1/orgs/{both.code}/logs/2026/entries/0")
     assert first.json()["kind"] == "year.opened", first.text
+
+
+def test_a_retry_fingerprint_leaves_out_defaults_the_leaf_now_carries() -> None:
+    """fund.opened leaves carry currency and allow_overdraft since 2026-11-27; the
+    fingerprint of an Idempotency-Key's request is what it was before."""
+    entry = decode_entry(orjson.dumps(fund_entry("F")), org="o", actor="a", idempotency_key="k")
+    assert b'"currency":"CNY"' in build_leaf_bytes(entry)
+    before = {
+        "kind": "fund.opened", "subject": "fund/F", "occurred_on": "2026-03-15",
+        "visibility": "public", "body": fund_entry("F")["body"],
+    }  # fmt: skip
+    assert entry.request_sha256() == hashlib.sha256(canonical_bytes(before)).digest()
+    explicit = decode_entry(
+        orjson.dumps({**fund_entry("F"), "body": {**fund_entry("F")["body"], "currency": "CNY"}}),
+        org="o", actor="a", idempotency_key="k",
+    )  # fmt: skip
+    assert explicit.request_sha256() == entry.request_sha256()
+
+
+def build_leaf_bytes(entry: NewEntry) -> bytes:
+    return LeafParts(entry, b"\0" * 16).leaf_bytes(0, b"2026-03-15T00:00:00.000000Z")
