@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from ledger import db
 from ledger.checkpoint import signer_for
 from ledger.errors import LedgerError
 from ledger.logs import sign_due
+from ledger.opinions import expire_submissions
 from ledger.posting import group_committer
 from ledger.settings import Settings
 
@@ -32,6 +34,7 @@ log = logging.getLogger("gongkai.api")
 
 MAX_BODY = 1 << 20  # 1 MiB
 SIGN_INTERVAL = 0.25  # seconds; a checkpoint follows any append within a second
+EXPIRE_INTERVAL = 60.0  # seconds between deletions of expired duplicate-submission codes
 
 
 @get("/healthz", operation_id="healthz", tags=["service"], summary="Liveness")
@@ -73,11 +76,18 @@ class ServiceUnavailable(LedgerError):
 
 
 async def _sign_forever(rt: Runtime) -> None:
+    expired_at = 0.0
     while True:
         try:
             await sign_due(rt.pool, rt.signer, rt.settings.origin)
         except Exception:
             log.exception("checkpoint signing failed; retrying")
+        if time.monotonic() - expired_at >= EXPIRE_INTERVAL:
+            expired_at = time.monotonic()
+            try:
+                await expire_submissions(rt.pool)
+            except Exception:
+                log.exception("expiring duplicate-submission codes failed; retrying")
         await asyncio.sleep(SIGN_INTERVAL)
 
 

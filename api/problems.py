@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from typing import Any
 
 import asyncpg
@@ -178,6 +179,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     HTTPException: http_error_handler,
     asyncpg.PostgresConnectionError: unavailable_error_handler,
     asyncpg.exceptions.OperatorInterventionError: unavailable_error_handler,
-    OSError: unavailable_error_handler,
+    ConnectionError: unavailable_error_handler,  # refused or reset: the database's socket
+    socket.gaierror: unavailable_error_handler,  # its host name does not resolve
     Exception: internal_error_handler,
 }

@@ -264,6 +264,20 @@ async def submit(
     return Submitted(code, today, deadline.due_on, deadline.estimated, deadline.note, False)
 
 
+async def expire_submissions(pool: asyncpg.Pool) -> int:
+    """Delete every org's duplicate-submission codes older than the window.
+
+    A submission deletes its own org's; this sweep (the server runs it every
+    minute) deletes those of an org that has had no submission since, so that a
+    tracking code does not stay stored in plain text beyond the window by much.
+    """
+    status = await pool.execute(
+        "DELETE FROM opinion_submissions WHERE created_at < now() - $1::interval",
+        DUPLICATE_WINDOW,
+    )
+    return int(status.split()[-1])
+
+
 async def _check_reference(conn: Any, org: str, ref: k.OpinionReference) -> None:
     table, column = {
         "project": ("projects", "project_code"),

@@ -229,21 +229,22 @@ async def _open_logs(
     openers: list[NewEntry] = []
     new = {(r["org"], r["year"]) for r in created}
     for row in sorted(created, key=lambda r: (r["org"], r["year"])):
-        later = await conn.fetchval(
-            "SELECT min(year) FROM logs WHERE org = $1 AND year > $2 AND NOT year = ANY($3::int[])",
+        first = await conn.fetchval(
+            "SELECT min(year) FROM logs WHERE org = $1 AND NOT year = ANY($2::int[])",
             row["org"],
-            row["year"],
             [y for o, y in new if o == row["org"]],
         )
-        if later is not None:
-            # Its year.opened leaf was written without this year: the chain of
-            # years (SPEC §4) cannot take a year put before it afterwards.
+        if first is not None and row["year"] < first:
+            # The org's first log began without year.opened (there was no year
+            # before it): a year put before it afterwards would stand outside the
+            # chain of years (SPEC §4).
             raise Conflict(
-                f"{row['org']} keeps logs from {later} on; an entry dated in {row['year']} "
-                f"cannot start a log before it, because each year's log begins by naming the "
-                "year before. Post it into an open year, as an adjustment that says so.",
+                f"{row['org']}'s logs begin with {first}; an entry dated in {row['year']} "
+                "cannot start a log before the first one, because every later year's log "
+                "begins by naming the year before. Post it into an open year, as an "
+                "adjustment that says so.",
                 log=f"{row['org']}/{row['year']}",
-                first_year=later,
+                first_year=first,
             )
         prev = await conn.fetchrow(
             """
@@ -512,8 +513,8 @@ async def read_back(
         log.error("a commit failed and could not be read back: %s", exc)
         raise CommitUnknown(
             "The database did not confirm the commit, and whether it happened could not "
-            "be read back. Look the entries up in the log before posting them again, or "
-            "repost with the same Idempotency-Key.",
+            "be read back. Look the entries up in the log before posting them again (a "
+            "single post can be repeated with the same Idempotency-Key).",
         ) from exc
 
 

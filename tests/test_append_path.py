@@ -168,6 +168,23 @@ async def test_a_year_before_the_first_log_cannot_start_a_log_later(client: Any)
     assert first.json()["kind"] == "year.opened", first.text
 
 
+async def test_a_year_between_two_logs_can_start_one_and_a_close_can_too(client: Any) -> None:
+    """Only a year before the first log is refused: a year between two logs (posted,
+    or the next year a close appends year.archived to) starts its log as before."""
+    gap = await make_org("ye")
+    url = f"/api/v1/orgs/{gap.code}/entries"
+    for on in ("2023-05-01", "2026-02-01"):
+        r = await client.post(url, json=fund_entry(f"G{on[:4]}", on=on), headers=gap.auth())
+        assert r.status_code == 201, r.text
+    r = await client.post(f"/api/v1/orgs/{gap.code}/logs/2023/close", headers=gap.auth("admin"))
+    assert r.status_code == 201, r.text  # year.archived starts the 2024 log
+    r = await client.post(url, json=fund_entry("G2025", on="2025-05-01"), headers=gap.auth())
+    assert r.status_code == 201, r.text
+    for year, previous in ((2024, 2023), (2025, 2024)):
+        first = await client.get(f"/api/v1/orgs/{gap.code}/logs/{year}/entries/0")
+        assert first.json()["body"]["previous_log"] == f"{gap.code}/{previous}", first.text
+
+
 def test_a_retry_fingerprint_leaves_out_defaults_the_leaf_now_carries() -> None:
     """fund.opened leaves carry currency and allow_overdraft since 2026-11-27; the
     fingerprint of an Idempotency-Key's request is what it was before."""

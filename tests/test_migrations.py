@@ -79,5 +79,7 @@ async def test_every_table_that_grows_is_keyed_by_org_first(pool: asyncpg.Pool) 
            WHERE i.indisprimary"""
     )
     firsts = {r["name"]: r["first"] for r in rows}
+    tables = await pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    assert {r["tablename"] for r in tables} == set(firsts)  # every table has a key
     assert "opinion_submissions" in firsts and "leaves" in firsts
     assert {t: f for t, f in firsts.items() if f != "org" and t not in NOT_PER_ORG} == {}

@@ -28,6 +28,7 @@ import asyncpg
 import pytest
 
 from api.web import RateLimiter
+from ledger import opinions
 from ledger.annual_report import OUTCOMES, REASONS
 from ledger.checkpoint import NoteVerifier, signer_for
 from ledger.logs import sign_due
@@ -295,6 +296,15 @@ async def test_duplicate_within_window_is_answered_idempotently(
     later = await client.post(f"{API}/orgs/{org.code}/opinions", json=body)
     assert later.status_code == 201, later.text
     assert later.json()["tracking_code"] != first.json()["tracking_code"]
+
+    # An org with no later submission: the server's sweep deletes its stale codes.
+    await pool.execute(
+        "UPDATE opinion_submissions SET created_at = now() - interval '11 minutes' WHERE org = $1",
+        org.code,
+    )
+    assert await opinions.expire_submissions(pool) >= 1
+    assert not await pool.fetchval("SELECT count(*) FROM opinion_submissions WHERE org = $1",
+                                   org.code)  # fmt: skip
 
 
 async def test_text_length_is_bounded(client: Any, org: Org) -> None:
