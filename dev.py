@@ -42,8 +42,13 @@ def ensure_env() -> None:
     STAMP.write_text(digest)
 
 
-def run(argv: list[str]) -> int:
-    os.chdir(ROOT)
+def run(argv: list[str], *, here: bool = False) -> int:
+    """Run ``argv`` from the checkout, or (``here``) from where the user is, so that
+    relative paths in its arguments mean what they say; either way the data folder
+    defaults to the checkout's, the one ``dev.py demo`` uses."""
+    os.environ.setdefault("GONGKAI_DATA_DIR", str(ROOT / ".gongkai"))
+    if not here:
+        os.chdir(ROOT)
     return subprocess.call(argv)
 
 
@@ -59,7 +64,7 @@ def main() -> int:
         return run([str(BIN / "python"), "-m", "pytest", *rest])
     if cmd == "bench":
         return run([str(BIN / "python"), "-m", "bench", *rest])
-    return run([str(BIN / "gongkai"), *rest])
+    return run([str(BIN / "gongkai"), *rest], here=True)
 
 
 if __name__ == "__main__":
