@@ -75,7 +75,8 @@ class ServiceUnavailable(LedgerError):
     title = "Service unavailable"
 
 
-async def _sign_forever(rt: Runtime) -> None:
+async def _upkeep_forever(rt: Runtime) -> None:
+    """Sign checkpoints for new appends, and once a minute sweep expired codes."""
     expired_at = 0.0
     while True:
         try:
@@ -109,7 +110,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
         signer = signer_for(settings.signing_key, settings.key_name)
         rt = Runtime(settings, pool, read_pool, committer, signer)
         app.state.runtime = rt
-        signing = asyncio.create_task(_sign_forever(rt))
+        signing = asyncio.create_task(_upkeep_forever(rt))
         settle_heap()
         try:
             yield

@@ -26,7 +26,7 @@ import asyncpg
 
 from ledger import kinds as k
 from ledger.entries import NewEntry
-from ledger.errors import Conflict, FieldError, Forbidden, InvalidInput, LedgerError
+from ledger.errors import Conflict, FieldError, Forbidden, InvalidInput, LedgerError, NotFound
 from ledger.money import from_fen, to_fen
 from ledger.sequencer import Applier, Sequenced
 from ledger.writes import Each, Rows, Statement, Write, columns
@@ -865,8 +865,15 @@ def _target(b: Books, body: k.CorrectionReversal | k.ReviewApproved | k.ReviewWi
         raise _invalid("$.body.target_log", f"an entry of {b.org} can only point into its own logs")
     target = b.targets.get((int(year), body.target_index))
     if target is None:
-        raise _invalid(
-            "$.body.target_index", f"no entry {body.target_index} in log {body.target_log}"
+        if isinstance(body, k.CorrectionReversal):
+            raise _invalid(
+                "$.body.target_index", f"no entry {body.target_index} in log {body.target_log}"
+            )
+        # A review's entry is named by the route's path, not by a body: not found.
+        raise NotFound(
+            f"{body.target_log} has no entry {body.target_index}",
+            log=body.target_log,
+            index=body.target_index,
         )
     return target
 

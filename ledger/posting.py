@@ -9,7 +9,7 @@ import asyncpg
 from ledger.books import load_books
 from ledger.entries import NewEntry
 from ledger.errors import FieldError, InvalidInput, LedgerError
-from ledger.sequencer import GroupCommitter, Receipt, append_entries, read_back
+from ledger.sequencer import GroupCommitter, Receipt, append_entries, append_once
 
 
 def group_committer(pool: asyncpg.Pool, **kwargs: int) -> GroupCommitter:
@@ -18,21 +18,13 @@ def group_committer(pool: asyncpg.Pool, **kwargs: int) -> GroupCommitter:
 
 
 async def post_entries_pooled(pool: asyncpg.Pool, entries: Sequence[NewEntry]) -> list[Receipt]:
-    """``post_entries`` on a connection of ``pool``. A COMMIT that fails is read back
-    on another connection: the receipts if it committed after all, the error if it
-    did not, ``CommitUnknown`` if that cannot be read."""
-    appended: list[Receipt] = []
-    receipts: list[Receipt] | None = None
-    try:
-        async with pool.acquire() as conn:
-            receipts = await post_entries(conn, entries, appended=appended)
-    except Exception:
-        if receipts is not None:
-            return receipts  # committed; the connection failed on its way back
-        if not appended or not await read_back(pool, entries, appended):
-            raise
-        return appended
-    return receipts
+    """``post_entries`` on a connection of ``pool``, with ``append_once``'s read-back
+    of a COMMIT that fails."""
+
+    async def attempt(conn: asyncpg.Connection, out: list[Receipt]) -> list[Receipt]:
+        return await post_entries(conn, entries, appended=out)
+
+    return await append_once(pool, entries, attempt)
 
 
 async def post_entries(

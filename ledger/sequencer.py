@@ -518,6 +518,32 @@ async def read_back(
         ) from exc
 
 
+#: One attempt at an append on a connection: it puts the receipts into the list it
+#: is given before the COMMIT is sent, and returns them once committed.
+Attempt = Callable[[asyncpg.Connection, list[Receipt]], Awaitable[list[Receipt]]]
+
+
+async def append_once(
+    pool: asyncpg.Pool, entries: Sequence[NewEntry], attempt: Attempt
+) -> list[Receipt]:
+    """``attempt`` on a connection of ``pool``, its outcome known even when the
+    COMMIT's answer is lost: the receipts if it committed (read back if need be),
+    else its error; ``CommitUnknown`` if the log cannot be read."""
+    appended: list[Receipt] = []
+    receipts: list[Receipt] | None = None
+    try:
+        async with pool.acquire() as conn:
+            receipts = await attempt(conn, appended)
+    except Exception as exc:
+        if receipts is None and not (appended and await read_back(pool, entries, appended)):
+            raise
+        # Committed, then the COMMIT's answer or the connection's return to the
+        # pool failed: the receipts stand, and a retry would append them twice.
+        log.warning("an append committed, then its connection failed: %s", exc)
+        return appended
+    return receipts
+
+
 @dataclass
 class _Pending:
     entry: NewEntry
@@ -599,44 +625,33 @@ class GroupCommitter:
             held.release()
 
     async def _commit(self, group: list[_Pending], held: _Held) -> None:
-        appended: list[Receipt] | None = None
-        receipts: list[Receipt] | None = None
+        entries = [p.entry for p in group]
+
+        async def attempt(conn: asyncpg.Connection, out: list[Receipt]) -> list[Receipt]:
+            async with conn.transaction():
+                out += await append_entries(
+                    conn, entries, effects=self.effects, on_locked=held.release
+                )
+            return out
+
         try:
-            async with self._pool.acquire() as conn:
-                async with conn.transaction():
-                    appended = await append_entries(
-                        conn, [p.entry for p in group], effects=self.effects, on_locked=held.release
-                    )
-                receipts = appended  # committed
+            receipts = await append_once(self._pool, entries, attempt)
+        except CommitUnknown as unknown:
+            held.release()
+            for p in group:
+                if not p.future.done():
+                    p.future.set_exception(unknown)
+            return
         except Exception as exc:
             held.release()
-            if receipts is None and appended is not None:
-                # The COMMIT itself failed (a connection lost as it was sent, say):
-                # the database may have committed. Read the log before a retry
-                # could append the entries a second time.
-                try:
-                    if await read_back(self._pool, [p.entry for p in group], appended):
-                        receipts = appended
-                except CommitUnknown as unknown:
-                    for p in group:
-                        if not p.future.done():
-                            p.future.set_exception(unknown)
-                    return
-            if receipts is not None:
-                # Committed, then the COMMIT's answer or the connection's return to
-                # the pool failed: the receipts stand, and a retry would append the
-                # entries twice.
-                log.warning("a group committed, then its connection failed: %s", exc)
-            elif len(group) == 1:
+            if len(group) == 1:
                 if not group[0].future.done():
                     group[0].future.set_exception(exc)
-                return
             else:
                 # Isolate the culprit: every other entry still gets its own chance.
                 for p in group:
                     await self._commit([p], held)
-                return
-        assert receipts is not None
+            return
         if self.on_commit is not None:
             self.on_commit(len(group))
 
