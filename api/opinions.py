@@ -136,7 +136,7 @@ async def _calendar(request: Request[Any, Any, Any]) -> Any:
 async def submit_opinion(
     request: Request[Any, Any, Any], org: OrgCode, data: JSONBody[opinions.OpinionIn]
 ) -> Response[SubmittedOut]:
-    await access.get_org(org)
+    await access.get_org(runtime(request).pool, org)
     client = request.client.host if request.client else "-"
     wait = request.app.state.opinion_limiter.take(client)
     if wait > 0:
@@ -218,7 +218,7 @@ async def list_opinions(
     tags=["public"],
 )
 async def opinion_stats(request: Request[Any, Any, Any], org: OrgCode) -> dict[str, Any]:
-    await access.get_org(org)
+    await access.get_org(runtime(request).pool, org)
     return await opinions.counts(
         runtime(request).pool, org, calendar=await _calendar(request), today=china_today()
     )
@@ -311,7 +311,7 @@ async def publish(
     tags=["public"],
 )
 async def list_disclosures(request: Request[Any, Any, Any], org: OrgCode) -> list[DisclosureOut]:
-    await access.get_org(org)
+    await access.get_org(runtime(request).pool, org)
     items = await disclosures.list_disclosures(runtime(request).read_pool, org)
     return [
         DisclosureOut(period=d.period, sha256=d.sha256, tree_size=d.tree_size, entry=d.entry)
@@ -346,7 +346,7 @@ async def annual_report(
     year: Annotated[int, Parameter(ge=1900, le=2999)],
     format: FromQuery[Literal["json", "html"]] = "json",
 ) -> Any:
-    info = await access.get_org(org)
+    info = await access.get_org(runtime(request).pool, org)
     rt = runtime(request)
     async with (
         rt.pool.acquire() as conn,

@@ -43,13 +43,14 @@ from ledger.queries import MAX_PAGE, EntryView
 
 
 @get("/orgs", operation_id="listOrgs", summary="Disclosing bodies", tags=["public"])
-async def list_orgs() -> list[OrgOut]:
-    return [OrgOut(code=o.code, name=o.name) for o in await access.list_orgs()]
+async def list_orgs(request: Request[Any, Any, Any]) -> list[OrgOut]:
+    orgs = await access.list_orgs(runtime(request).read_pool)
+    return [OrgOut(code=o.code, name=o.name) for o in orgs]
 
 
 @get("/orgs/{org:str}", operation_id="getOrg", summary="One body and its logs", tags=["public"])
 async def get_org(request: Request[Any, Any, Any], org: OrgCode) -> OrgDetailOut:
-    info = await access.get_org(org)
+    info = await access.get_org(runtime(request).pool, org)
     heads = await logs.list_heads(runtime(request).read_pool, org)
     return OrgDetailOut(
         code=info.code,
@@ -199,7 +200,7 @@ async def list_entries(
         Parameter(description="csv and ndjson stream every matching row (no paging)"),
     ] = "json",
 ) -> EntriesPage:
-    await access.get_org(org)
+    await access.get_org(runtime(request).pool, org)
     staff = await _staff(request, org)
     flt = queries.EntryFilter(year, kind, subject, since, until)
     if format != "json":
@@ -241,7 +242,7 @@ async def get_entry(
 
 @get("/orgs/{org:str}/funds", operation_id="listFunds", summary="Funds", tags=["public"])
 async def list_funds(request: Request[Any, Any, Any], org: OrgCode) -> list[FundOut]:
-    await access.get_org(org)
+    await access.get_org(runtime(request).pool, org)
     staff = await _staff(request, org)
     return [FundOut(**f) for f in await queries.list_funds(runtime(request).pool, org, staff=staff)]
 
@@ -294,7 +295,7 @@ async def get_fund_summary(
 
 @get("/orgs/{org:str}/projects", operation_id="listProjects", summary="Projects", tags=["public"])
 async def list_projects(request: Request[Any, Any, Any], org: OrgCode) -> list[ProjectSummaryOut]:
-    await access.get_org(org)
+    await access.get_org(runtime(request).pool, org)
     staff = await _staff(request, org)
     rows = await queries.list_projects(runtime(request).pool, org, staff=staff)
     return [msgspec.convert(r, ProjectSummaryOut) for r in rows]
@@ -311,7 +312,7 @@ async def list_tenders(
     org: OrgCode,
     year: Annotated[int | None, Parameter(ge=1900, le=2999)] = None,
 ) -> list[TenderOut]:
-    await access.get_org(org)
+    await access.get_org(runtime(request).pool, org)
     staff = await _staff(request, org)
     rows = await queries.list_tenders(runtime(request).pool, org, staff=staff, year=year)
     return [msgspec.convert(r, TenderOut) for r in rows]
@@ -328,7 +329,7 @@ async def get_procurement_summary(
     org: OrgCode,
     year: Annotated[int, Parameter(ge=1900, le=2999)],
 ) -> ProcurementSummaryOut:
-    await access.get_org(org)
+    await access.get_org(runtime(request).pool, org)
     staff = await _staff(request, org)
     pool, signer = _signer(request, staff)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
@@ -351,7 +352,7 @@ async def get_ocds(
     org: OrgCode,
     year: Annotated[int, Parameter(ge=1900, le=2999)],
 ) -> dict[str, Any]:
-    info = await access.get_org(org)
+    info = await access.get_org(runtime(request).pool, org)
     staff = await _staff(request, org)
     rt = runtime(request)
     leaves = await queries.procurement_leaves(

@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Literal
 
+from ledger.cache import Remembered
 from ledger.errors import Conflict, InvalidInput, NotFound
+from ledger.logs import Conn
 from ledger.tables import Org, Token
 
 Role = Literal["clerk", "reviewer", "auditor", "admin"]
@@ -63,30 +64,39 @@ async def ensure_org(code: str, name: str) -> OrgInfo:
     return await create_org(code, name)
 
 
+# The server's lookups below take its pool: through Piccolo, each query would open
+# a connection of its own (a backend forked a request for ``GET /orgs``).
+
 #: Known orgs, briefly: public routes check the org on every request, and an org
 #: is never deleted, so a found one can be remembered for a while.
-_ORG_CACHE_SECONDS = 60.0
-_org_cache: dict[str, tuple[float, OrgInfo]] = {}
+_known_orgs: Remembered[str, OrgInfo] = Remembered(60.0)
 
 
-async def get_org(code: str) -> OrgInfo:
-    now = time.monotonic()
-    hit = _org_cache.get(code)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    row = await Org.select(Org.code, Org.name).where(Org.code == code).first()
-    if row is None:
-        raise NotFound(f"no org {code!r}", org=code)
-    info = OrgInfo(row["code"], row["name"])
-    if len(_org_cache) > 10_000:
-        _org_cache.clear()
-    _org_cache[code] = (now + _ORG_CACHE_SECONDS, info)
-    return info
+async def get_org(conn: Conn, code: str) -> OrgInfo:
+    """The org ``code``; NotFound if there is none."""
+
+    async def look_up(code: str) -> OrgInfo:
+        row = await conn.fetchrow("SELECT code, name FROM orgs WHERE code = $1", code)
+        if row is None:
+            raise NotFound(f"no org {code!r}", org=code)
+        return OrgInfo(row["code"], row["name"])
+
+    return await _known_orgs.get(code, look_up)
 
 
-async def list_orgs() -> list[OrgInfo]:
-    rows = await Org.select(Org.code, Org.name).order_by(Org.code)
+async def list_orgs(conn: Conn) -> list[OrgInfo]:
+    rows = await conn.fetch("SELECT code, name FROM orgs ORDER BY code")
     return [OrgInfo(r["code"], r["name"]) for r in rows]
+
+
+async def principal_for(conn: Conn, token: str) -> Principal | None:
+    """Who ``token`` is, or None if no such token exists."""
+    row = await conn.fetchrow(
+        "SELECT org, role, name FROM tokens WHERE token_sha256 = $1", token_digest(token)
+    )
+    if row is None:
+        return None
+    return Principal(row["org"], row["role"], row["name"])
 
 
 async def create_token(org: str, role: str, name: str) -> str:
@@ -95,20 +105,10 @@ async def create_token(org: str, role: str, name: str) -> str:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", [])
     if not name.strip() or len(name) > 100 or "\x00" in name:
         raise InvalidInput("token name must be 1 to 100 characters", [])
-    await get_org(org)
+    if not await Org.exists().where(Org.code == org):
+        raise NotFound(f"no org {org!r}", org=org)
     if await Token.exists().where((Token.org == org) & (Token.name == name)):
         raise Conflict(f"org {org!r} already has a token named {name!r}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     await Token.insert(Token(token_sha256=token_digest(token), org=org, role=role, name=name))
     return token
-
-
-async def principal_for(token: str) -> Principal | None:
-    row = (
-        await Token.select(Token.org, Token.role, Token.name)
-        .where(Token.token_sha256 == token_digest(token))
-        .first()
-    )
-    if row is None:
-        return None
-    return Principal(row["org"], row["role"], row["name"])
