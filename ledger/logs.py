@@ -105,30 +105,11 @@ def stored_level(level: int) -> bool:
 # its first index in idx, its hashes in order), and the high nodes (level -2, their
 # hashes in the order asked for, NULL where one is missing). Arrays rather than a
 # row a hash: a proof is about 50 hashes, and decoding them as rows was a fifth of
-# the server's time on proofs.
-_PROOF_NODES = f"""
-SELECT -1::smallint AS level, size AS idx, NULL::bytea[] AS hashes
-FROM logs WHERE org = $1 AND year = $2
-UNION ALL
-SELECT 0::smallint, b.lo, (
-    SELECT array_agg(leaf_hash ORDER BY idx) FROM (
-        SELECT idx, leaf_hash FROM leaves
-        WHERE org = $1 AND year = $2 AND idx >= b.lo AND idx < b.hi
-        ORDER BY idx LIMIT {1 << TILE}) l)
-FROM unnest($3::bigint[], $4::bigint[]) AS b(lo, hi)
-UNION ALL
-SELECT {TILE}::smallint, b.lo, (
-    SELECT array_agg(hash ORDER BY idx) FROM (
-        SELECT idx, hash FROM tree_nodes
-        WHERE org = $1 AND year = $2 AND level = {TILE} AND idx >= b.lo AND idx < b.hi
-        ORDER BY idx LIMIT {1 << TILE}) t)
-FROM unnest($5::bigint[], $6::bigint[]) AS b(lo, hi)
-UNION ALL
-SELECT -2::smallint, 0, array_agg(t.hash ORDER BY w.n)
-FROM unnest($7::smallint[], $8::bigint[]) WITH ORDINALITY AS w(level, idx, n)
-LEFT JOIN tree_nodes t ON t.org = $1 AND t.year = $2 AND t.level = w.level AND t.idx = w.idx
-HAVING count(*) > 0
-"""
+# the server's time on proofs. The query is the body of the function
+# ``proof_nodes`` (migration 2026-11-27T09): there its plan is kept for the
+# session, where the server's sessions would plan it anew each time, which cost
+# the database more than running it.
+_PROOF_NODES = "SELECT level, idx, hashes FROM proof_nodes($1, $2, $3, $4, $5, $6, $7, $8)"
 
 
 def _perfect_hash(hashes: list[bytes]) -> bytes:

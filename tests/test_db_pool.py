@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from typing import Any
 
@@ -90,14 +91,37 @@ async def test_a_proof_reads_only_the_primary_key_indexes(
         assert scan["Heap Fetches"] == 0, scan["Relation Name"]
 
 
+PROOF_PARAMS = ("p_org", "p_year", "leaf_lo", "leaf_hi", "node_lo", "node_hi", "high_level",
+                "high_idx")  # fmt: skip
+
+
+async def _proof_query(pool: asyncpg.Pool) -> str:
+    """The query of the function ``proof_nodes`` (what _PROOF_NODES runs), with $n
+    for its parameters: EXPLAIN of the function's call shows only a function scan."""
+    source = await pool.fetchval("SELECT prosrc FROM pg_proc WHERE proname = 'proof_nodes'")
+    query = source.split("RETURN QUERY", 1)[1].rsplit(";", 1)[0]
+    for n, name in sorted(enumerate(PROOF_PARAMS, 1), key=lambda p: -len(p[1])):
+        query = re.sub(rf"\b{name}\b", f"${n}", query)
+    return str(query)
+
+
+async def test_a_proof_is_one_call_of_a_function_with_a_kept_plan(pool: asyncpg.Pool) -> None:
+    assert _PROOF_NODES.startswith("SELECT level, idx, hashes FROM proof_nodes(")
+    config = await pool.fetchval("SELECT proconfig FROM pg_proc WHERE proname = 'proof_nodes'")
+    assert config == ["plan_cache_mode=force_generic_plan"]
+    # Its generic plan is the same index-only scans by key (its query is checked below).
+    assert f"LIMIT {1 << TILE}" in await _proof_query(pool)
+
+
 async def _proof_plan(pool: asyncpg.Pool, org: str, wanted: set[tuple[int, int]], size: int) -> str:
-    """EXPLAIN ANALYZE of a proof's one query, in JSON."""
+    """EXPLAIN ANALYZE of a proof's one query (the function's own), in JSON."""
+    query = await _proof_query(pool)
     async with pool.acquire() as conn:
         await conn.execute("SET enable_seqscan = off")  # a tiny table would be scanned
         try:
             return str(
                 await conn.fetchval(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) " + _PROOF_NODES,
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + query,
                     org,
                     2026,
                     *_proof_args(wanted, size),
