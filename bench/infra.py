@@ -235,7 +235,15 @@ async def machine(dsn: str) -> dict[str, str]:
         pg = await conn.fetchval("SELECT version()")
         settings = await conn.fetch(
             "SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1) ORDER BY name",
-            ["shared_buffers", "synchronous_commit", "fsync", "max_connections", "work_mem"],
+            [
+                "autovacuum",
+                "fsync",
+                "max_connections",
+                "max_wal_size",
+                "shared_buffers",
+                "synchronous_commit",
+                "work_mem",
+            ],
         )
     finally:
         await conn.close()
