@@ -44,7 +44,7 @@ from ledger.queries import MAX_PAGE, EntryView
 
 @get("/orgs", operation_id="listOrgs", summary="Disclosing bodies", tags=["public"])
 async def list_orgs(request: Request[Any, Any, Any]) -> list[OrgOut]:
-    orgs = await access.list_orgs(runtime(request).read_pool)
+    orgs = await access.list_orgs(runtime(request).pool)
     return [OrgOut(code=o.code, name=o.name) for o in orgs]
 
 

@@ -109,8 +109,10 @@ async def test_a_proof_is_one_call_of_a_function_with_a_kept_plan(pool: asyncpg.
     assert _PROOF_NODES.startswith("SELECT level, idx, hashes FROM proof_nodes(")
     config = await pool.fetchval("SELECT proconfig FROM pg_proc WHERE proname = 'proof_nodes'")
     assert config == ["plan_cache_mode=force_generic_plan"]
-    # Its generic plan is the same index-only scans by key (its query is checked below).
-    assert f"LIMIT {1 << TILE}" in await _proof_query(pool)
+    # Its generic plan is the same index-only scans by key (its query is checked
+    # below), and it reads the tiles TILE says.
+    query = await _proof_query(pool)
+    assert f"LIMIT {1 << TILE}" in query and f"level = {TILE} AND" in query
 
 
 async def _proof_plan(pool: asyncpg.Pool, org: str, wanted: set[tuple[int, int]], size: int) -> str:
