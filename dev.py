@@ -45,10 +45,18 @@ def ensure_env() -> None:
 def run(argv: list[str], *, here: bool = False) -> int:
     """Run ``argv`` from the checkout, or (``here``) from where the user is, so that
     relative paths in its arguments mean what they say; either way the data folder
-    defaults to the checkout's, the one ``dev.py demo`` uses."""
+    defaults to the checkout's, the one ``dev.py demo`` uses.
+
+    The command takes this process's place (where the system allows), so a signal
+    sent to ``dev.py`` (a stop, ``kill``) reaches the server itself, which then stops
+    its embedded PostgreSQL; a child left behind would keep both running.
+    """
     os.environ.setdefault("GONGKAI_DATA_DIR", str(ROOT / ".gongkai"))
     if not here:
         os.chdir(ROOT)
+    sys.stdout.flush()
+    if os.name == "posix":
+        os.execv(argv[0], argv)
     return subprocess.call(argv)
 
 

