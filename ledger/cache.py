@@ -58,9 +58,6 @@ class Remembered(Generic[K, V]):
         self._values[key] = (time.monotonic() + self.seconds, value)
         return value
 
-    def clear(self) -> None:
-        self._values.clear()
-
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
     """Mark a failed lookup's error as seen: its askers may all have gone."""
