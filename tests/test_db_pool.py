@@ -200,3 +200,41 @@ def _scans(node: object) -> list[dict[str, object]]:
             if key in node:
                 out += _scans(node[key])
     return out
+
+
+class _Counted:
+    """A pool whose proof queries are recorded: the high nodes and tiles asked for."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.asked: list[tuple[Any, ...]] = []
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        self.asked.append(args[2:])
+        return await self.pool.fetch(query, *args)
+
+
+async def test_kept_subtrees_are_each_logs_own_and_spare_later_reads(
+    client: Any, pool: asyncpg.Pool
+) -> None:
+    """Two logs of the same size: every proof of each equals the RFC's from its own
+    leaves, in whatever order they are asked; and a second proof at a size reads
+    neither the high subtrees nor the right edge's ranges again."""
+    from tests.conftest import make_org
+
+    one, two = await make_org("kp"), await make_org("kp")
+    leaves = {o.code: await _log_of(client, o, pool, 600) for o in (one, two)}
+    size = 597  # a right edge of several subtrees: 512 + 64 + 16 + 4 + 1
+    for index in (3, 300, 3, 300, 596):
+        for org in (one.code, two.code):
+            hashes = leaves[org][:size]
+            leaf, path = await inclusion_proof(pool, org, 2026, index, size)
+            assert leaf == hashes[index]
+            assert path == tree.inclusion_proof(index, size, hashes), (org, index)
+            got = await consistency_proof(pool, org, 2026, 5, size)
+            assert got == tree.consistency_proof(5, size, hashes), org
+    counted = _Counted(pool)
+    await inclusion_proof(counted, one.code, 2026, 7, size)  # type: ignore[arg-type]
+    leaf_lo, _, node_lo, _, high_levels, _ = counted.asked[0]
+    assert high_levels == []  # kept from the proofs before
+    assert leaf_lo == [0] and node_lo == [0]  # only the tiles of leaf 7, not the right edge's
