@@ -118,8 +118,29 @@ _PROOF_NODES = "SELECT level, idx, hashes FROM proof_nodes($1, $2, $3, $4, $5, $
 #: passes HIGH_NODES_KEPT. A database restored from a backup must be served by a
 #: restarted server (as any restore wants).
 HIGH_NODES_KEPT = 250_000
-_HIGH_NODES: dict[tuple[str, int, int, int], bytes] = {}
-_RANGES: dict[tuple[str, int, int, int], bytes] = {}  # see _path
+
+
+class _Kept:
+    """Hashes kept by log, (level, idx) or (start, end) to hash; all dropped once
+    more than ``limit`` have been kept."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count = limit, 0
+        self.logs: dict[tuple[str, int], dict[tuple[int, int], bytes]] = {}
+
+    def of(self, org: str, year: int) -> dict[tuple[int, int], bytes]:
+        if self.count > self.limit:
+            self.logs.clear()
+            self.count = 0
+        return self.logs.setdefault((org, year), {})
+
+    def put(self, kept: dict[tuple[int, int], bytes], key: tuple[int, int], h: bytes) -> None:
+        kept[key] = h
+        self.count += 1
+
+
+_HIGH_NODES = _Kept(HIGH_NODES_KEPT)
+_RANGES = _Kept(HIGH_NODES_KEPT)  # see _path
 
 
 def _perfect_hash(hashes: list[bytes]) -> bytes:
@@ -166,10 +187,8 @@ async def _proof_nodes(
     Raises NotFound for an unknown log and InvalidInput when ``size`` (the
     parameter called ``size_name``) is beyond the log's size.
     """
-    found: dict[tuple[int, int], bytes] = {}
-    for node in nodes:
-        if node[0] >= 2 * TILE and (kept := _HIGH_NODES.get((org, year, *node))) is not None:
-            found[node] = kept
+    kept = _HIGH_NODES.of(org, year)
+    found = {node: kept[node] for node in nodes if node in kept}
     args = _proof_args(nodes - found.keys() if found else nodes, size)
     *_, high_levels, high_idxs = args
     head: list[int] = []
@@ -185,11 +204,10 @@ async def _proof_nodes(
     if not head:
         raise NotFound(f"{org} has no log for {year}", log=f"{org}/{year}")
     _check_size(head[0], size_name, size)
-    if len(_HIGH_NODES) > HIGH_NODES_KEPT:
-        _HIGH_NODES.clear()
     for key, h in zip(zip(high_levels, high_idxs, strict=True), high, strict=False):
         if h is not None:
-            found[key] = _HIGH_NODES[(org, year, *key)] = h
+            found[key] = h
+            _HIGH_NODES.put(kept, key, h)
     for level, idx in nodes:
         if level >= 2 * TILE:
             continue
@@ -262,24 +280,20 @@ async def _path(
     hashes are kept as the high subtrees' are (``_HIGH_NODES``), so such a proof
     reads and hashes only what depends on its leaf.
     """
+    kept = _RANGES.of(org, year)
     parts = [range_nodes(start, end) for start, end in ranges]
-    known: dict[int, bytes] = {}
     wanted = set(also)
-    for k, (r, nodes) in enumerate(zip(ranges, parts, strict=True)):
-        if len(nodes) > 1 and (kept := _RANGES.get((org, year, *r))) is not None:
-            known[k] = kept
-        else:
+    for r, nodes in zip(ranges, parts, strict=True):
+        if r not in kept:
             wanted.update(nodes)
     found = await _proof_nodes(conn, org, year, size_name, size, wanted)
-    if len(_RANGES) > HIGH_NODES_KEPT:
-        _RANGES.clear()
     path = []
-    for k, (r, nodes) in enumerate(zip(ranges, parts, strict=True)):
-        h = known.get(k)
+    for r, nodes in zip(ranges, parts, strict=True):
+        h = kept.get(r)
         if h is None:
             h = hash_of_range([found[n] for n in nodes])
             if len(nodes) > 1:
-                _RANGES[(org, year, *r)] = h
+                _RANGES.put(kept, r, h)
         path.append(h)
     return found, path
 

@@ -238,3 +238,13 @@ async def test_kept_subtrees_are_each_logs_own_and_spare_later_reads(
     leaf_lo, _, node_lo, _, high_levels, _ = counted.asked[0]
     assert high_levels == []  # kept from the proofs before
     assert leaf_lo == [0] and node_lo == [0]  # only the tiles of leaf 7, not the right edge's
+
+
+def test_kept_hashes_are_dropped_once_past_their_limit() -> None:
+    from ledger.logs import _Kept
+
+    kept = _Kept(3)
+    log = kept.of("a", 2026)
+    for i in range(4):
+        kept.put(log, (8, i), b"h")
+    assert kept.of("b", 2026) == {} and kept.logs == {("b", 2026): {}}
