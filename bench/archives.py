@@ -16,6 +16,7 @@ offline_verify
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -215,10 +216,17 @@ async def offline_verify(b: Bench) -> dict[str, Any]:
         ("standard library only", python, [python, "-I", script, zip_arg, "--stdlib-json"]),
         ("with orjson", sys.executable, [sys.executable, "-I", script, zip_arg]),
     ]
-    runs = []
-    for label, _, argv in variants:
-        b.log(f"offline_verify ({label}): {' '.join(argv)}")
-        runs.append(await asyncio.to_thread(infra.run_timed, argv, b.env, b.sizes.scenario_timeout))
+    # Each variant ROUNDS times, alternately; the median time (and the largest peak
+    # RSS) is reported, as for the build: one run's time moved by a tenth between
+    # runs of the same code.
+    rounds: list[list[infra.Timed]] = [[] for _ in variants]
+    for i in range(ROUNDS):
+        for (label, _, argv), done in zip(variants, rounds, strict=True):
+            b.log(f"offline_verify ({label}), round {i + 1}: {' '.join(argv)}")
+            done.append(
+                await asyncio.to_thread(infra.run_timed, argv, b.env, b.sizes.scenario_timeout)
+            )
+    runs = [_median_run(done) for done in rounds]
     argv = variants[0][2]
     payload = sorted(str(p) for p in (bag / "data").rglob("*") if p.is_file())
     base = await asyncio.to_thread(infra.run_timed, ["sha256sum", *payload], b.env, 600)
@@ -278,10 +286,28 @@ async def offline_verify(b: Bench) -> dict[str, Any]:
         b.log("offline_verify: profiling another run with py-spy")
         res.profile = await profile_command(argv, b.env, b.work / "verify.prof", 3600)
         res.note("Profiled with py-spy in an extra run after the measured one.")
+    res.note(
+        f"{ROUNDS} runs of each, alternately; the table gives the median times ("
+        + "; ".join(
+            f"{label}: " + ", ".join(f"{r.seconds:.2f}" for r in done) + " s"
+            for (label, _, _), done in zip(variants, rounds, strict=True)
+        )
+        + ") and the largest peak RSS."
+    )
     for run, good in zip(runs, ok, strict=True):
         if not good:
             res.note("verify.py output (tail):\n\n```\n" + run.output[-2000:] + "\n```")
     return res.as_dict()
+
+
+def _median_run(runs: list[infra.Timed]) -> infra.Timed:
+    """The run of median time, with the largest peak RSS of all; a failed run wins,
+    so that a failure is never hidden by the others."""
+    failed = [r for r in runs if r.returncode != 0 or "VERIFIED" not in r.output]
+    if failed:
+        return failed[0]
+    median = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+    return dataclasses.replace(median, max_rss_mib=max(r.max_rss_mib for r in runs))
 
 
 def _version(python: str) -> str:
