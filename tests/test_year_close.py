@@ -255,24 +255,28 @@ async def test_the_bundles_ocds_package_is_valid_ocds_1_1_5(client: Any, tmp_pat
         assert not errors, errors[:5]
 
 
-@pytest.mark.parametrize("chunk", [1, 3, None])
+@pytest.mark.parametrize(("chunk", "per_row"), [(1, None), (3, None), (None, None), (None, 1),
+                                               (None, 3)])  # fmt: skip
 async def test_bundles_read_in_small_ranges_are_the_same_bytes(
     client: Any,
     pool: asyncpg.Pool,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
     chunk: int | None,
+    per_row: int | None,
 ) -> None:
     """Leaves, postings and reviews read range by range (one read ahead) merge by index;
     and the full variant's lines copied, its summaries from the year's sums (as the
     close built it, with a helper connection) are the same bytes as read range by range,
-    or copied without a helper."""
+    or copied without a helper, one or a few leaves a row of the copy."""
     org = await make_org("r")
     await _year(client, org)
     result = await _close(client, org)
     if chunk is not None:
         monkeypatch.setattr(bundle, "CHUNK", chunk)
         monkeypatch.setattr(bundle, "FULL_FROM_SUMS", False)
+    if per_row is not None:  # the full variant's lines copied a few leaves a row
+        monkeypatch.setattr(bundle._FullYear, "PER_ROW", per_row)
     signer = signer_for(settings.signing_key, settings.key_name)
     async with pool.acquire() as conn:
         for b in result["bundles"]:
@@ -326,7 +330,6 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
         await conn.execute(bundle._EntryRows.PLAN)
         for sql, args, pkey in [
             (bundle._EntryRows.LEAVES, ("unseen-org", 2024, 5000, 10000), "leaves_pkey"),
-            (bundle._FullYear.LINES, ("unseen-org", 2024, 10000), "leaves_pkey"),
             (bundle._FullYear.PARSED, ("unseen-org", "procurement.bid", 2024, 9), "leaves_kind"),
             (bundle._EntryRows.POSTINGS, ("unseen-org", 2024, 5000, 10000), "postings_pkey"),
             (bundle._EntryRows.TARGETS, ("unseen-org", 2024, [5, 7000]), "postings_pkey"),
@@ -341,6 +344,21 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
             assert node["Node Type"] in ("Index Scan", "Index Only Scan"), (pkey, node)
             assert node["Index Name"] == pkey
             assert "Plans" not in node  # nothing above or below the scan: no sort
+        # The full variant's lines: PER_ROW leaves a row, each row one range of the key.
+        plan = json.loads(
+            await conn.fetchval(
+                "EXPLAIN (FORMAT JSON) " + bundle._FullYear.LINES, "unseen-org", 2024, 10000, 512
+            )
+        )[0]
+        node = plan["Plan"]
+        assert node["Node Type"] == "Nested Loop", node
+        series, rows = node["Plans"]
+        assert series["Node Type"] == "Function Scan" and rows["Node Type"] == "Aggregate"
+        (scan,) = rows["Plans"]
+        while scan["Node Type"] == "Subquery Scan":
+            (scan,) = scan["Plans"]
+        assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
+        assert scan["Index Name"] == "leaves_pkey" and "Plans" not in scan
         # The full variant's sums: hashed, over the range of the primary key.
         plan = json.loads(
             await conn.fetchval(
