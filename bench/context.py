@@ -32,6 +32,7 @@ class Sizes:
     read_small: int
     read_big: int
     read_seconds: int
+    read_rounds: int
     archive_entries: int
     warmup_seconds: int
     read_warmup_seconds: int
@@ -39,8 +40,8 @@ class Sizes:
 
 
 SIZES = {
-    "smoke": Sizes("smoke", 20_000, 3, 1, 10_000, 50_000, 1, 20_000, 1, 0, 600),
-    "full": Sizes("full", 200_000, 10, 5, 10_000, 10_000_000, 10, 1_000_000, 2, 2, 6 * 3600),
+    "smoke": Sizes("smoke", 20_000, 3, 1, 10_000, 50_000, 1, 1, 20_000, 1, 0, 600),
+    "full": Sizes("full", 200_000, 10, 5, 10_000, 10_000_000, 10, 3, 1_000_000, 2, 2, 6 * 3600),
 }
 
 
