@@ -122,6 +122,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
             # Sign what the last appends left unsigned before going away.
             with contextlib.suppress(Exception):
                 await sign_due(pool, signer, settings.origin)
+            await rt.close_reads()
             if read_pool is not pool:
                 await read_pool.close()
             await pool.close()

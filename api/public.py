@@ -51,7 +51,7 @@ async def list_orgs(request: Request[Any, Any, Any]) -> list[OrgOut]:
 @get("/orgs/{org:str}", operation_id="getOrg", summary="One body and its logs", tags=["public"])
 async def get_org(request: Request[Any, Any, Any], org: OrgCode) -> OrgDetailOut:
     info = await access.get_org(runtime(request).pool, org)
-    heads = await logs.list_heads(runtime(request).read_pool, org)
+    heads = await logs.list_heads(runtime(request).reads, org)
     return OrgDetailOut(
         code=info.code,
         name=info.name,
@@ -109,7 +109,7 @@ async def get_leaves(
 async def get_checkpoint(
     request: Request[Any, Any, Any], org: OrgCode, year: Year
 ) -> Response[str]:
-    cp = await logs.latest_checkpoint(runtime(request).read_pool, org, year)
+    cp = await logs.latest_checkpoint(runtime(request).reads, org, year)
     return Response(cp.note, media_type="text/plain")
 
 
@@ -122,7 +122,7 @@ async def get_checkpoint(
 async def get_inclusion(
     request: Request[Any, Any, Any], org: OrgCode, year: Year, index: NonNeg, tree_size: NonNeg
 ) -> InclusionProofOut:
-    lh, path = await logs.inclusion_proof(runtime(request).read_pool, org, year, index, tree_size)
+    lh, path = await logs.inclusion_proof(runtime(request).reads, org, year, index, tree_size)
     return InclusionProofOut(
         index=index, tree_size=tree_size, leaf_hash=lh.hex(), path=[p.hex() for p in path]
     )
@@ -137,7 +137,7 @@ async def get_inclusion(
 async def get_consistency(
     request: Request[Any, Any, Any], org: OrgCode, year: Year, first: NonNeg, second: NonNeg
 ) -> ConsistencyProofOut:
-    path = await logs.consistency_proof(runtime(request).read_pool, org, year, first, second)
+    path = await logs.consistency_proof(runtime(request).reads, org, year, first, second)
     return ConsistencyProofOut(first=first, second=second, path=[p.hex() for p in path])
 
 
@@ -285,10 +285,10 @@ async def get_fund_summary(
     period: FromQuery[Literal["month", "quarter", "year"]] = "month",
 ) -> FundSummaryOut:
     staff = await _staff(request, org)
-    pool, signer = _signer(request, staff)
+    rt = runtime(request)
     summary = await summaries.fund_summary(
-        pool, org, code, year=year, period=period, staff=staff, signer=signer,
-        origin=runtime(request).settings.origin,
+        rt.primary_reads if staff else rt.reads, org, code, year=year, period=period,
+        staff=staff, signer=rt.signer, origin=rt.settings.origin,
     )  # fmt: skip
     return msgspec.convert(summary, FundSummaryOut, from_attributes=True)
 

@@ -10,6 +10,7 @@ import asyncpg
 from litestar import Request
 
 from ledger.checkpoint import NoteSigner
+from ledger.db import Lent
 from ledger.sequencer import GroupCommitter
 from ledger.settings import Settings
 
@@ -39,6 +40,23 @@ class Runtime:
     committer: GroupCommitter
     signer: NoteSigner
     counters: dict[str, float] = field(default_factory=dict)
+    #: Statements that stand alone (the log routes, fund summaries): on connections
+    #: kept from ``read_pool``, up to half its size (ledger.db.Lent); and, for staff
+    #: who read their own writes, from ``pool`` (the same, without a replica).
+    reads: Lent = field(init=False)
+    primary_reads: Lent = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reads = Lent(self.read_pool, keep=max(1, self.read_pool.get_max_size() // 2))
+        self.primary_reads = (
+            self.reads
+            if self.read_pool is self.pool
+            else Lent(self.pool, keep=max(1, self.pool.get_max_size() // 4))
+        )
+
+    async def close_reads(self) -> None:
+        await self.reads.close()
+        await self.primary_reads.close()
 
 
 def runtime(request: Request[Any, Any, Any]) -> Runtime:

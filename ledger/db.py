@@ -7,6 +7,7 @@ at import time, and every Piccolo table is bound to it there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
@@ -161,3 +162,71 @@ async def create_pool(dsn: str | None = None, **kwargs: Any) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+class Lent:
+    """Single read statements on connections kept from a pool between statements.
+
+    asyncpg's ``Pool.fetch`` acquires and releases a connection around each
+    statement; the release runs as a shielded task of its own. Under uvloop the two
+    cost the server ~19 µs of CPU a statement (45 µs against 26 µs for the statement
+    on a connection at hand): a tenth of what an inclusion proof costs it. ``Lent``
+    keeps up to ``keep`` connections taken from ``pool`` and runs each statement on
+    an idle one; with none idle and ``keep`` taken, on one acquired from the pool the
+    usual way. A statement that raises, or is cancelled, gives its connection back
+    to the pool, whose release waits out a cancellation and closes a broken
+    connection; another is taken when one is wanted. ``close`` gives the idle ones
+    back (the pool's ``close`` waits for every connection taken from it) and sends
+    the rest back as their statements end.
+
+    Only for statements that stand alone (no transaction, no session state): each
+    may run on another connection.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, keep: int) -> None:
+        self.pool, self.keep = pool, keep
+        self._idle: list[Any] = []
+        self.taken = 0  # connections taken from the pool and not given back
+        self._closed = False
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        rows: list[Any] = await self._run("fetch", query, args)
+        return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        return await self._run("fetchrow", query, args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._run("fetchval", query, args)
+
+    async def _run(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        if self._idle:
+            conn = self._idle.pop()
+        elif self.taken < self.keep and not self._closed:
+            self.taken += 1
+            try:
+                conn = await self.pool.acquire()
+            except BaseException:
+                self.taken -= 1
+                raise
+        else:  # as many statements at once as connections kept: the pool's way
+            async with self.pool.acquire() as pooled:
+                return await getattr(pooled, method)(query, *args)
+        try:
+            result = await getattr(conn, method)(query, *args)
+        except BaseException:
+            self.taken -= 1
+            await asyncio.shield(self.pool.release(conn))
+            raise
+        if self._closed:
+            self.taken -= 1
+            await self.pool.release(conn)
+        else:
+            self._idle.append(conn)
+        return result
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            self.taken -= 1
+            await self.pool.release(self._idle.pop())

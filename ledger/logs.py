@@ -13,6 +13,7 @@ from typing import TypeAlias
 import asyncpg
 
 from ledger.checkpoint import Checkpoint, NoteSigner
+from ledger.db import Lent
 from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.tree import (
     consistency_proof_ranges,
@@ -24,7 +25,7 @@ from ledger.tree import (
 
 MAX_LEAVES_PAGE = 1000
 
-Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool | Lent
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,12 @@ async def _proof_nodes(
     parameter called ``size_name``) is beyond the log's size.
     """
     kept = _HIGH_NODES.of(org, year)
-    found = {node: kept[node] for node in nodes if node in kept}
+    found: dict[tuple[int, int], bytes] = {}
+    if kept:
+        for node in nodes:
+            h = kept.get(node)
+            if h is not None:
+                found[node] = h
     args = _proof_args(nodes - found.keys() if found else nodes, size)
     *_, high_levels, high_idxs = args
     head: list[int] = []
@@ -281,20 +287,28 @@ async def _path(
     reads and hashes only what depends on its leaf.
     """
     kept = _RANGES.of(org, year)
-    parts = [range_nodes(start, end) for start, end in ranges]
+    # Each range's kept hash, or its nodes (most ranges of a proof are one node).
+    parts: list[bytes | list[tuple[int, int]]] = []
     wanted = set(also)
-    for r, nodes in zip(ranges, parts, strict=True):
-        if r not in kept:
-            wanted.update(nodes)
-    found = await _proof_nodes(conn, org, year, size_name, size, wanted)
-    path = []
-    for r, nodes in zip(ranges, parts, strict=True):
+    for r in ranges:
         h = kept.get(r)
         if h is None:
-            h = hash_of_range([found[n] for n in nodes])
-            if len(nodes) > 1:
-                _RANGES.put(kept, r, h)
-        path.append(h)
+            nodes = range_nodes(*r)
+            wanted.update(nodes)
+            parts.append(nodes)
+        else:
+            parts.append(h)
+    found = await _proof_nodes(conn, org, year, size_name, size, wanted)
+    path = []
+    for r, part in zip(ranges, parts, strict=True):
+        if isinstance(part, bytes):
+            path.append(part)
+        elif len(part) == 1:
+            path.append(found[part[0]])
+        else:
+            h = hash_of_range([found[n] for n in part])
+            _RANGES.put(kept, r, h)
+            path.append(h)
     return found, path
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import asyncpg
 
 from ledger.checkpoint import Checkpoint, NoteSigner
+from ledger.db import Lent
 from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.money import from_fen
 from ledger.tree import EMPTY_ROOT
@@ -142,7 +143,7 @@ WHERE f.org = $1 AND f.fund_code = $2
 
 
 async def fund_summary(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: asyncpg.Connection | asyncpg.Pool | Lent,
     org: str,
     code: str,
     *,

@@ -1,0 +1,115 @@
+"""Read statements on connections kept from the pool (ledger.db.Lent): they reuse
+their connections, fall back to the pool when all are busy, and give a connection
+back to the pool when its statement fails, is cancelled or loses its server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from ledger import db
+
+
+@pytest.fixture
+async def small_pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(dsn, min_size=0, max_size=3)
+    yield p
+    await p.close()
+
+
+class Counting:
+    """The pool, counting its acquires."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool, self.acquired = pool, 0
+
+    def acquire(self) -> object:
+        self.acquired += 1
+        return self.pool.acquire()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.pool, name)
+
+
+async def test_statements_reuse_kept_connections(small_pool: asyncpg.Pool) -> None:
+    counting = Counting(small_pool)
+    lent = db.Lent(counting, keep=2)  # type: ignore[arg-type]
+    pids = {await lent.fetchval("SELECT pg_backend_pid()") for _ in range(50)}
+    assert len(pids) == 1 and counting.acquired == 1 and lent.taken == 1
+    assert await lent.fetchrow("SELECT 1 AS a, 2 AS b") == (1, 2)
+    assert [tuple(r) for r in await lent.fetch("SELECT generate_series(1, 3)")] == [
+        (1,),
+        (2,),
+        (3,),
+    ]
+    await lent.close()
+    assert lent.taken == 0
+    # The pool has every connection back: all three can be acquired at once.
+    conns = [await small_pool.acquire() for _ in range(3)]
+    for c in conns:
+        await small_pool.release(c)
+
+
+async def test_more_statements_at_once_than_kept_use_the_pool(small_pool: asyncpg.Pool) -> None:
+    lent = db.Lent(small_pool, keep=1)
+    results = await asyncio.gather(*(lent.fetchval("SELECT pg_sleep(0.05), $1::int", i)
+                                     for i in range(3)))  # fmt: skip
+    assert lent.taken == 1
+    assert len(results) == 3
+    await lent.close()
+    assert lent.taken == 0
+
+
+async def test_a_cancelled_statement_gives_its_connection_back(
+    small_pool: asyncpg.Pool,
+) -> None:
+    lent = db.Lent(small_pool, keep=3)
+    for _ in range(10):  # more cancellations than the pool has connections
+        task = asyncio.ensure_future(lent.fetchval("SELECT pg_sleep(10)"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert lent.taken == 0
+    assert await asyncio.wait_for(lent.fetchval("SELECT 41 + 1"), 5) == 42
+    await lent.close()
+
+
+async def test_a_failed_statement_or_a_lost_server_gives_way_to_a_new_connection(
+    small_pool: asyncpg.Pool, dsn: str
+) -> None:
+    lent = db.Lent(small_pool, keep=1)
+    with pytest.raises(asyncpg.PostgresError):
+        await lent.fetchval("SELECT 1 / 0")
+    assert lent.taken == 0
+    pid = await lent.fetchval("SELECT pg_backend_pid()")
+    admin = await asyncpg.connect(dsn)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+        for _ in range(20):  # until the connection notices it is gone
+            await lent.fetchval("SELECT 1")
+            await asyncio.sleep(0.05)
+    assert lent.taken == 0
+    assert await lent.fetchval("SELECT pg_backend_pid()") != pid
+    await lent.close()
+
+
+async def test_closed_it_sends_a_busy_connection_back_when_done(
+    small_pool: asyncpg.Pool,
+) -> None:
+    lent = db.Lent(small_pool, keep=2)
+    busy = asyncio.ensure_future(lent.fetchval("SELECT pg_sleep(0.1), 1"))
+    await asyncio.sleep(0.02)
+    await lent.close()
+    assert lent.taken == 1
+    await busy
+    assert lent.taken == 0
+    # And after closing, statements still run, on the pool's connections.
+    assert await lent.fetchval("SELECT 7") == 7
+    assert lent.taken == 0
