@@ -8,12 +8,11 @@ million leaves reads O(log n) index entries in one query, never the leaves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
 from ledger.checkpoint import Checkpoint, NoteSigner
-from ledger.db import Lent
 from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.tree import (
     consistency_proof_ranges,
@@ -23,9 +22,12 @@ from ledger.tree import (
     range_nodes,
 )
 
+if TYPE_CHECKING:
+    from ledger.db import Lent
+
 MAX_LEAVES_PAGE = 1000
 
-Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool | Lent
+Conn: TypeAlias = "asyncpg.Connection | asyncpg.Pool | Lent"
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,17 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
 from ledger.checkpoint import Checkpoint, NoteSigner
-from ledger.db import Lent
 from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.money import from_fen
 from ledger.tree import EMPTY_ROOT
+
+if TYPE_CHECKING:
+    from ledger.db import Lent
 
 Period = Literal["month", "quarter", "year"]
 
