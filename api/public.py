@@ -81,7 +81,7 @@ async def get_leaves(
     start: NonNeg = 0,
     end: Annotated[int | None, Parameter(ge=0, le=2**53 - 1)] = None,
 ) -> LeavesOut:
-    pool = runtime(request).read_pool
+    pool = runtime(request).reads
     head = await logs.get_head(pool, org, year)
     stop = min(head.size, start + MAX_LEAVES_PAGE if end is None else end)
     if end is not None and end < start:
@@ -216,7 +216,7 @@ async def list_entries(
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
     items, next_cursor = await queries.list_entries(
-        runtime(request).pool if staff else runtime(request).read_pool,
+        runtime(request).primary_reads if staff else runtime(request).reads,
         org,
         flt,
         staff=staff,

@@ -14,7 +14,7 @@ import datetime as dt
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
@@ -22,6 +22,9 @@ import orjson
 from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.kinds import SYSTEM_KINDS
 from ledger.money import from_fen
+
+if TYPE_CHECKING:
+    from ledger.db import Lent
 
 MAX_PAGE = 1000
 _SYSTEM = sorted(SYSTEM_KINDS)
@@ -159,7 +162,7 @@ def _entries_sql(
 
 
 async def list_entries(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: asyncpg.Connection | asyncpg.Pool | Lent,
     org: str,
     flt: EntryFilter,
     *,
