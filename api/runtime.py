@@ -47,16 +47,21 @@ class Runtime:
     primary_reads: Lent = field(init=False)
 
     def __post_init__(self) -> None:
-        self.reads = Lent(self.read_pool, keep=max(1, self.read_pool.get_max_size() // 2))
+        self.reads = Lent(self.read_pool, keep=_kept(self.read_pool, 2))
         self.primary_reads = (
-            self.reads
-            if self.read_pool is self.pool
-            else Lent(self.pool, keep=max(1, self.pool.get_max_size() // 4))
+            self.reads if self.read_pool is self.pool else Lent(self.pool, keep=_kept(self.pool, 4))
         )
 
     async def close_reads(self) -> None:
         await self.reads.close()
         await self.primary_reads.close()
+
+
+def _kept(pool: asyncpg.Pool, share: int) -> int:
+    """Connections a Lent may keep: a ``share``-th of the pool, and never its last two
+    (the write path and the signer always find one)."""
+    size = pool.get_max_size()
+    return max(0, min(size // share, size - 2))
 
 
 def runtime(request: Request[Any, Any, Any]) -> Runtime:

@@ -509,10 +509,13 @@ class _FullYear:
 
     The full variant shows every leaf, so its lines need no decision: the database
     makes them (``LINES``: the lines of ``_LINE``, ``PER_ROW`` leaves joined to a
-    row, with their count) and streams them as binary COPY, whose framing
-    ``_CopyLines`` takes off as the bytes arrive, so the build only deflates and
+    row in index order, with their count and first index) and streams them as
+    binary COPY, whose framing ``_CopyLines`` takes off as the bytes arrive (checking
+    that each row starts where the one before ended), so the build only deflates and
     hashes the stream. (One row a leaf, or the lines as CSV text, cost the database
-    a third more: a message a row, a scan of every character.) The summaries come
+    a third more: a message a row, a scan of every character.) A row is held whole
+    by the database and by the client, so ``PER_ROW`` bounds it: a leaf is at most
+    about a request's size (1 MiB). The summaries come
     from sums over the year: leaves counted by kind on
     the ``leaves_kind`` index, fund flows summed from the postings
     (``_EntryRows.FLOWS``), and only the leaves of the kinds the payload parses
@@ -523,14 +526,15 @@ class _FullYear:
     (``_EntryRows``) for its summaries instead.
     """
 
-    PER_ROW = 512  # lines a row of the copy (256 to 1024 measured alike; 4096 slower)
-    LINES = f"""SELECT part.lines, part.n
-                FROM generate_series(0::bigint, $3 - 1, $4) start,
-                LATERAL (SELECT string_agg(line, ''::bytea) AS lines, count(*) AS n
-                         FROM (SELECT {_LINE} AS line FROM leaves
+    PER_ROW = 64  # lines a row: a row is at most 64 leaves' bytes (see above)
+    LINES = f"""SELECT part.lines, part.n, part.first
+                FROM generate_series(0::bigint, $3::bigint - 1, $4::bigint) start,
+                LATERAL (SELECT string_agg(line, ''::bytea ORDER BY idx) AS lines,
+                                count(*) AS n, min(idx) AS first
+                         FROM (SELECT idx, {_LINE} AS line FROM leaves
                                WHERE org = $1 AND year = $2 AND idx >= start
-                                 AND idx < least(start + $4, $3)
-                               ORDER BY org, year, idx) ordered) part"""
+                                 AND idx < least(start + $4::bigint, $3::bigint)
+                               ORDER BY org, year, idx) ranged) part"""
     # Each kind as a range of one value, not an equality, in an ordered read: then only
     # leaves_kind gives that order (sorting is off), whatever the statistics; the
     # primary key (with the kind a filter) would read every leaf of the year.
@@ -579,7 +583,7 @@ class _FullYear:
     async def write(self, w: _Member, helper: Any) -> _YearSums | None:
         """Stream the year's lines into ``w``; with a helper connection, read the
         year's sums (``sums``) on it meanwhile, and answer them."""
-        lines = _CopyLines(w)
+        lines = _CopyLines(w, f"{self.org}/{self.year}")
         sums = None if helper is None else asyncio.ensure_future(self.sums(helper))
         try:
             await self.conn.execute(_EntryRows.PLAN)
@@ -604,9 +608,11 @@ class _FullYear:
 
 
 class _CopyLines:
-    """A sink for ``COPY (SELECT lines bytea, n bigint …) TO STDOUT (FORMAT binary)``:
-    writes each row's ``lines`` to ``w`` as the bytes arrive, without its framing, and
-    adds up ``n`` in ``count``.
+    """A sink for ``COPY (SELECT lines bytea, n bigint, first bigint …) TO STDOUT (FORMAT
+    binary)``: writes each row's ``lines`` (``n`` lines, of the leaves from index
+    ``first`` on) to ``w`` as the bytes arrive, without the framing, and adds up ``n``
+    in ``count``. Each row must start where the one before ended: a row whose leaves
+    are not all there, or rows out of order, fail the copy.
 
     The stream (PostgreSQL's binary COPY format) is a 19-byte header (signature, flags,
     extension length) and its extension, then per row a 16-bit field count and each
@@ -618,14 +624,16 @@ class _CopyLines:
 
     SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
-    def __init__(self, w: _Member) -> None:
-        self.w = w
+    def __init__(self, w: _Member, what: str) -> None:
+        self.w, self.what = w, what
         self.count = 0
         self.failed: list[Exception] = []
         self._buf = bytearray()
         self._need = 19  # bytes to gather in _buf before the next _step
         self._step = self._header
         self._left = 0  # bytes of a row's lines still to pass on
+        self._n = 0  # the row's count
+        self._next = 0  # the index the next row's leaves start at
 
     async def feed(self, chunk: bytes) -> None:
         if self.failed:
@@ -653,14 +661,17 @@ class _CopyLines:
         if self.failed:
             raise self.failed[0]
         if self._step != self._ended or self._buf or self._left:
-            raise Conflict("the database's COPY of the leaves ended early")
+            raise self._broken("ended early")
 
     def _expect(self, need: int, step: Any) -> None:
         self._need, self._step = need, step
 
+    def _broken(self, how: str) -> Conflict:
+        return Conflict(f"{self.what}: the database's COPY of the leaves {how}")
+
     def _header(self, data: bytes) -> None:
         if data[:11] != self.SIGNATURE:
-            raise Conflict("the database's COPY of the leaves is not binary COPY")
+            raise self._broken("is not binary COPY")
         extension = int.from_bytes(data[15:19], "big")
         if extension:
             self._expect(extension, lambda _: self._expect(2, self._row))
@@ -671,24 +682,43 @@ class _CopyLines:
         fields = int.from_bytes(data, "big", signed=True)
         if fields == -1:
             self._expect(1, self._ended)  # nothing may follow the trailer
-        elif fields != 2:
-            raise Conflict(f"the database's COPY of the leaves has {fields} fields a row")
+        elif fields != 3:
+            raise self._broken(f"has {fields} fields a row")
         else:
             self._expect(4, self._lines)
 
     def _lines(self, data: bytes) -> None:
-        # A range without leaves has NULL lines (and a count of 0).
+        # A range without leaves has NULL lines (a count of 0, NULL first).
         self._left = max(int.from_bytes(data, "big", signed=True), 0)
         self._expect(12, self._count)  # after the lines: length 8, then the count
 
     def _count(self, data: bytes) -> None:
         if data[:4] != b"\x00\x00\x00\x08":
-            raise Conflict("the database's COPY of the leaves has no count")
-        self.count += int.from_bytes(data[4:], "big", signed=True)
+            raise self._broken("has no count")
+        self._n = int.from_bytes(data[4:], "big", signed=True)
+        self.count += self._n
+        self._expect(4, self._first_length)
+
+    def _first_length(self, data: bytes) -> None:
+        length = int.from_bytes(data, "big", signed=True)
+        if length == 8:
+            self._expect(8, self._first)
+        elif length == -1 and self._n == 0:  # no leaves in the range: see the count
+            self._expect(2, self._row)
+        else:
+            raise self._broken("has no first index")
+
+    def _first(self, data: bytes) -> None:
+        first = int.from_bytes(data, "big", signed=True)
+        if first != self._next:
+            raise self._broken(
+                f"went on at index {first}, not {self._next}: leaves are missing or out of order"
+            )
+        self._next = first + self._n
         self._expect(2, self._row)
 
     def _ended(self, data: bytes) -> None:
-        raise Conflict("the database's COPY of the leaves goes on after its end")
+        raise self._broken("goes on after its end")
 
 
 _STUB_LINE = b'{"index":%d,"leaf_hash":"%s"}\n'

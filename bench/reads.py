@@ -210,7 +210,7 @@ async def read_scaling(b: Bench) -> dict[str, Any]:
                 f"p99 ms @{big:,}": g.p99_ms,
                 "p99 ratio": round(ratio(g.p99_ms, s.p99_ms), 2),
                 f"req/s @{big:,}": round(g.rps),
-                "non-2xx": s.non2xx + g.non2xx,
+                "non-2xx": sum(w.non2xx for w in [*measured[small][name], *measured[big][name]]),
             }
         )
         res.target(

@@ -175,7 +175,10 @@ class Lent:
     an idle one; with none idle and ``keep`` taken, on one acquired from the pool the
     usual way. A statement that raises, or is cancelled, gives its connection back
     to the pool, whose release waits out a cancellation and closes a broken
-    connection; another is taken when one is wanted. ``close`` gives the idle ones
+    connection; another is taken when one is wanted. A kept connection whose server
+    went away (a restart, a failover) is given back and replaced: found so while
+    idle, or when its statement fails so, which then runs once more on a
+    connection from the pool (it stands alone). ``close`` gives the idle ones
     back (the pool's ``close`` waits for every connection taken from it) and sends
     the rest back as their statements end.
 
@@ -200,24 +203,28 @@ class Lent:
         return await self._run("fetchval", query, args)
 
     async def _run(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
-        if self._idle:
-            conn = self._idle.pop()
-        elif self.taken < self.keep and not self._closed:
+        conn = await self._idle_one()
+        if conn is None and self.taken < self.keep and not self._closed:
             self.taken += 1
             try:
                 conn = await self.pool.acquire()
             except BaseException:
                 self.taken -= 1
                 raise
-        else:  # as many statements at once as connections kept: the pool's way
+        if conn is None:  # as many statements at once as connections kept: the pool's way
             async with self.pool.acquire() as pooled:
                 return await getattr(pooled, method)(query, *args)
         try:
             result = await getattr(conn, method)(query, *args)
-        except BaseException:
+        except BaseException as exc:
             self.taken -= 1
             await asyncio.shield(self.pool.release(conn))
-            raise
+            if not isinstance(exc, _GONE):
+                raise
+            # The connection was lost (a restarted or failed-over server): the read
+            # stands alone, so it runs once more on a connection from the pool.
+            async with self.pool.acquire() as pooled:
+                return await getattr(pooled, method)(query, *args)
         if self._closed:
             self.taken -= 1
             await self.pool.release(conn)
@@ -225,8 +232,29 @@ class Lent:
             self._idle.append(conn)
         return result
 
+    async def _idle_one(self) -> Any:
+        """An idle kept connection that still has its server, or None."""
+        while self._idle:
+            conn = self._idle.pop()
+            if _usable(conn):
+                return conn
+            self.taken -= 1  # its server went away while it was kept
+            await asyncio.shield(self.pool.release(conn))
+        return None
+
     async def close(self) -> None:
         self._closed = True
         while self._idle:
             self.taken -= 1
             await self.pool.release(self._idle.pop())
+
+
+#: What a kept connection raises when its server has gone away.
+_GONE = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
+
+
+def _usable(conn: Any) -> bool:
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool took it back when its connection was lost
+        return False

@@ -1,5 +1,6 @@
-"""The full variant's lines come as binary COPY rows (lines, count); ``_CopyLines``
-takes the framing off as the bytes arrive, however the stream is split."""
+"""The full variant's lines come as binary COPY rows (lines, count, first index);
+``_CopyLines`` takes the framing off as the bytes arrive, however the stream is split,
+and refuses rows that do not follow each other."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import pytest
 from archive import bundle
 from ledger.errors import Conflict
 
-ROWS = """SELECT lines, n FROM (VALUES (1, convert_to(E'a\\n', 'UTF8'), 1::bigint),
-                                      (2, NULL, 0), (3, ''::bytea, 0),
-                                      (4, convert_to(E'bc\\nde\\n', 'UTF8'), 2)) v(i, lines, n)
+ROWS = """SELECT lines, n, first
+          FROM (VALUES (1, convert_to(E'a\\n', 'UTF8'), 1::bigint, 0::bigint),
+                       (2, NULL, 0, NULL), (3, ''::bytea, 0, NULL),
+                       (4, convert_to(E'bc\\nde\\n', 'UTF8'), 2, 1)) v(i, lines, n, first)
           ORDER BY i"""
 
 
@@ -39,7 +41,7 @@ async def _stream(pool: asyncpg.Pool, sql: str = ROWS) -> bytes:
 
 async def _feed(stream: bytes, cuts: list[int]) -> tuple[bundle._CopyLines, Sink]:
     sink = Sink()
-    lines = bundle._CopyLines(sink)  # type: ignore[arg-type]
+    lines = bundle._CopyLines(sink, "o/2025")  # type: ignore[arg-type]
     at = 0
     for cut in [*cuts, len(stream)]:
         await lines.feed(stream[at:cut])
@@ -86,8 +88,29 @@ async def test_a_broken_stream_is_refused(pool: asyncpg.Pool, change: Any, messa
 
 
 async def test_rows_of_another_shape_are_refused(pool: asyncpg.Pool) -> None:
-    stream = await _stream(pool, "SELECT convert_to(E'x\\n', 'UTF8'), 1::bigint, 2::int")
+    stream = await _stream(pool, "SELECT convert_to(E'x\\n', 'UTF8'), 1::bigint, 0::bigint, 2")
     lines, sink = await _feed(stream, [])
-    with pytest.raises(Conflict, match="3 fields a row"):
+    with pytest.raises(Conflict, match=r"o/2025: .* has 4 fields a row"):
         lines.done()
     assert not sink.data
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("(1, 'a', 1, 0), (2, 'c', 1, 2)", "went on at index 2, not 1"),  # a leaf missing
+        ("(1, 'b', 1, 1), (2, 'a', 1, 0)", "went on at index 1, not 0"),  # out of order
+        ("(1, 'a', 1, NULL)", "has no first index"),
+    ],
+)
+async def test_rows_that_do_not_follow_each_other_are_refused(
+    pool: asyncpg.Pool, rows: str, message: str
+) -> None:
+    stream = await _stream(
+        pool,
+        f"SELECT lines::bytea, n::bigint, first::bigint FROM (VALUES {rows}) v(i, lines, n, first)"
+        " ORDER BY i",
+    )
+    lines, _ = await _feed(stream, [])
+    with pytest.raises(Conflict, match=message):
+        lines.done()
