@@ -40,9 +40,10 @@ class Runtime:
     committer: GroupCommitter
     signer: NoteSigner
     counters: dict[str, float] = field(default_factory=dict)
-    #: Statements that stand alone (log routes, fund summaries, entry pages): on connections
-    #: kept from ``read_pool``, up to half its size (ledger.db.Lent); and, for staff
-    #: who read their own writes, from ``pool`` (the same, without a replica).
+    #: Statements that stand alone (log routes, fund summaries, entry pages): on
+    #: connections kept from ``read_pool``, up to half of it and never its last two
+    #: (ledger.db.Lent); and, for staff who read their own writes, from ``pool`` (the
+    #: same, without a replica).
     reads: Lent = field(init=False)
     primary_reads: Lent = field(init=False)
 

@@ -515,9 +515,10 @@ class _FullYear:
     hashes the stream. (One row a leaf, or the lines as CSV text, cost the database
     a third more: a message a row, a scan of every character.) A row is held whole
     by the database and by the client, so ``PER_ROW`` bounds it: a leaf is at most
-    about a request's size (1 MiB). The summaries come
-    from sums over the year: leaves counted by kind on
-    the ``leaves_kind`` index, fund flows summed from the postings
+    about a request's size (1 MiB).
+
+    The summaries come from sums over the year: leaves counted by kind on the
+    ``leaves_kind`` index, fund flows summed from the postings
     (``_EntryRows.FLOWS``), and only the leaves of the kinds the payload parses
     (procurement, reversals, opinions, disclosures) read one by one; on a helper
     connection in the same snapshot, these are read while the lines stream. Where the
