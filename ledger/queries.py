@@ -14,17 +14,15 @@ import datetime as dt
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import orjson
 
 from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.kinds import SYSTEM_KINDS
+from ledger.logs import Conn
 from ledger.money import from_fen
-
-if TYPE_CHECKING:
-    from ledger.db import Lent
 
 MAX_PAGE = 1000
 _SYSTEM = sorted(SYSTEM_KINDS)
@@ -162,7 +160,7 @@ def _entries_sql(
 
 
 async def list_entries(
-    conn: asyncpg.Connection | asyncpg.Pool | Lent,
+    conn: Conn,
     org: str,
     flt: EntryFilter,
     *,

@@ -18,17 +18,15 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import asyncpg
 
 from ledger.checkpoint import Checkpoint, NoteSigner
 from ledger.errors import FieldError, InvalidInput, NotFound
+from ledger.logs import Conn
 from ledger.money import from_fen
 from ledger.tree import EMPTY_ROOT
-
-if TYPE_CHECKING:
-    from ledger.db import Lent
 
 Period = Literal["month", "quarter", "year"]
 
@@ -145,7 +143,7 @@ WHERE f.org = $1 AND f.fund_code = $2
 
 
 async def fund_summary(
-    conn: asyncpg.Connection | asyncpg.Pool | Lent,
+    conn: Conn,
     org: str,
     code: str,
     *,
