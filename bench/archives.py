@@ -32,7 +32,7 @@ from archive.close import close_year
 from bench import infra, workload
 from bench.context import Archive, Bench
 from bench.profile import profile_command
-from bench.result import Result, ratio
+from bench.result import Result, median, ratio
 from ledger import db
 from ledger.checkpoint import signer_for
 from ledger.settings import Settings
@@ -139,8 +139,8 @@ async def archive_build(b: Bench) -> dict[str, Any]:
             raise RuntimeError(f"archive build exited with {run.returncode}:\n{run.output[-2000:]}")
         runs.append(run)
         b.log(f"archive_build: {run.seconds:.2f} s, {run.max_rss_mib:.0f} MiB")
-    run = sorted(runs, key=lambda r: r.seconds)[ROUNDS // 2]
-    base_s, base_bytes, _ = sorted(bases)[ROUNDS // 2]
+    run = median(runs, key=lambda r: r.seconds)
+    base_s, base_bytes, _ = median(bases, key=lambda b: b)
     rss = max(r.max_rss_mib for r in runs)
     m = re.search(r"full: (\S+)\s+sha256 ([0-9a-f]{64})\s+(\d+) bytes", run.output)
     same = m is not None and m.group(2) == arc.zip_path.stem
@@ -306,8 +306,8 @@ def _median_run(runs: list[infra.Timed]) -> infra.Timed:
     failed = [r for r in runs if r.returncode != 0 or "VERIFIED" not in r.output]
     if failed:
         return failed[0]
-    median = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
-    return dataclasses.replace(median, max_rss_mib=max(r.max_rss_mib for r in runs))
+    middle = median(runs, key=lambda r: r.seconds)
+    return dataclasses.replace(middle, max_rss_mib=max(r.max_rss_mib for r in runs))
 
 
 def _version(python: str) -> str:

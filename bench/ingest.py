@@ -23,7 +23,7 @@ import httpx
 from bench import infra, workload, wrk
 from bench.context import Bench
 from bench.profile import Profile
-from bench.result import Result, ratio
+from bench.result import Result, median, ratio
 
 CLIENTS = 4
 WARMUP_BATCHES = 2
@@ -230,8 +230,8 @@ async def single_posts(b: Bench) -> dict[str, Any]:
     finally:
         b.stop(baseline)
     written = await _count(b.dsn, size_sql, org)
-    ours = sorted(mine, key=lambda w: w.rps)[rounds // 2]
-    theirs = sorted(bases, key=lambda w: w.rps)[rounds // 2]
+    ours = median(mine, key=lambda w: w.rps)
+    theirs = median(bases, key=lambda w: w.rps)
 
     res.table(
         f"wrk -t2 -c64 -d{b.sizes.single_seconds}s --latency -s bench/lua/post.lua "

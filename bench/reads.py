@@ -28,7 +28,7 @@ from bench import infra, workload, wrk
 from bench.context import Bench
 from bench.infra import Server
 from bench.profile import Profile
-from bench.result import Result, ratio
+from bench.result import Result, median, ratio
 from ledger.queries import encode_cursor
 from ledger.review import review_entry
 
@@ -167,11 +167,6 @@ async def _measure(
     return out
 
 
-def _median_p99(runs: list[Any]) -> Any:
-    """The run of median p99 (of an odd number of runs; the upper middle of an even)."""
-    return sorted(runs, key=lambda w: w.p99_ms)[len(runs) // 2]
-
-
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -200,7 +195,7 @@ async def read_scaling(b: Bench) -> dict[str, Any]:
 
     rows = []
     for name in measured[small]:
-        s, g = _median_p99(measured[small][name]), _median_p99(measured[big][name])
+        s, g = (median(measured[n][name], key=lambda w: w.p99_ms) for n in (small, big))
         rows.append(
             {
                 "endpoint": name,

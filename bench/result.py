@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -40,3 +43,9 @@ class Result:
 
 def ratio(a: float, b: float) -> float:
     return a / b if b else float("inf")
+
+
+def median(runs: Sequence[T], key: Callable[[T], Any]) -> T:
+    """The run of median ``key`` (of an odd number of runs; the upper middle of an
+    even): every scenario that runs rounds reports this one."""
+    return sorted(runs, key=key)[len(runs) // 2]
