@@ -528,6 +528,8 @@ class _FullYear:
     """
 
     PER_ROW = 64  # lines a row: a row is at most 64 leaves' bytes (see above)
+    # The inner ORDER BY keeps each range on the primary key (sorting is off); the
+    # aggregate's own ORDER BY is what guarantees the lines' order within a row.
     LINES = f"""SELECT part.lines, part.n, part.first
                 FROM generate_series(0::bigint, $3::bigint - 1, $4::bigint) start,
                 LATERAL (SELECT string_agg(line, ''::bytea ORDER BY idx) AS lines,
