@@ -198,12 +198,14 @@ async def _heads_of(
     Returns the ``year.opened`` entries the new logs must start with, and the heads.
     """
     created, openers = await _open_logs(conn, [k for k in keys if k not in _KNOWN_LOGS])
-    heads = await _lock_heads(conn, keys)
-    if len(heads) < len(keys):
+    # The logs of the years skipped between (see _open_logs) are locked too: their
+    # year.opened leaves are appended with the rest.
+    heads = await _lock_heads(conn, sorted({*keys, *created}))
+    if any(k not in heads for k in keys):
         more_created, more_openers = await _open_logs(conn, [k for k in keys if k not in heads])
         created |= more_created
         openers = sorted([*openers, *more_openers], key=lambda e: (e.org, e.year))
-        heads = await _lock_heads(conn, keys)
+        heads = await _lock_heads(conn, sorted({*keys, *created}))
     # Only logs that existed before this transaction: it may still roll back.
     _KNOWN_LOGS.update(k for k in heads if k not in created)
     return openers, heads
@@ -212,9 +214,18 @@ async def _heads_of(
 async def _open_logs(
     conn: asyncpg.Connection, keys: list[tuple[str, int]]
 ) -> tuple[set[tuple[str, int]], list[NewEntry]]:
-    """Create missing logs; return them and the ``year.opened`` entries they must start with."""
+    """Create missing logs; return them and the ``year.opened`` entries they must start with.
+
+    A log after the org's latest brings the logs of the years between, so that the
+    years form one chain (SPEC §4): after 2024, an entry dated 2026 opens 2025 (its
+    year.opened naming 2024) and 2026 (naming 2025). Otherwise 2024 would be named
+    by 2026's year.opened, and again by 2025's once 2025 opened (a late entry, or
+    the year.archived of 2024's close): a chain with a fork. So that a mistyped date
+    does not open decades of logs, no log opens more than a year after this one.
+    """
     if not keys:
         return set(), []
+    keys = await _with_years_between(conn, keys)
     created = await conn.fetch(
         """
         INSERT INTO logs (org, year, root)
@@ -279,6 +290,35 @@ async def _open_logs(
             )
         )
     return {(r["org"], r["year"]) for r in created}, openers
+
+
+async def _with_years_between(
+    conn: asyncpg.Connection, keys: list[tuple[str, int]]
+) -> list[tuple[str, int]]:
+    """``keys`` with the years between each org's latest log and its latest key."""
+    orgs = sorted({org for org, _ in keys})
+    latest = dict(
+        await conn.fetch(
+            "SELECT org, max(year) FROM logs WHERE org = ANY($1::text[]) GROUP BY org", orgs
+        )
+    )
+    ahead = dt.datetime.now(dt.UTC).year + 1
+    out = set(keys)
+    for org in orgs:
+        years = [y for o, y in keys if o == org]
+        top, last = max(years), latest.get(org)
+        if last is not None and top <= last:
+            continue  # a log there already, or before the latest (see _open_logs)
+        if top > ahead:
+            raise Conflict(
+                f"An entry dated in {top} would open {org}'s {top} log; no log opens more "
+                f"than a year ahead (the latest that may open now is {ahead}). Check the "
+                "entry's occurred_on.",
+                log=f"{org}/{top}",
+                latest_year=ahead,
+            )
+        out.update((org, y) for y in range(min(years) if last is None else last + 1, top))
+    return sorted(out)
 
 
 async def _lock_heads(

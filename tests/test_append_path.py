@@ -168,21 +168,68 @@ async def test_a_year_before_the_first_log_cannot_start_a_log_later(client: Any)
     assert first.json()["kind"] == "year.opened", first.text
 
 
-async def test_a_year_between_two_logs_can_start_one_and_a_close_can_too(client: Any) -> None:
-    """Only a year before the first log is refused: a year between two logs (posted,
-    or the next year a close appends year.archived to) starts its log as before."""
+async def _chain(client: Any, org: Org) -> list[tuple[int, str | None]]:
+    """Each of ``org``'s logs with the log its first leaf (year.opened) names."""
+    out = []
+    for year in range(2020, 2029):
+        first = await client.get(f"/api/v1/orgs/{org.code}/logs/{year}/entries/0")
+        if first.status_code == 404:
+            continue
+        assert first.status_code == 200, first.text
+        body = first.json()
+        named = body["body"]["previous_log"] if body["kind"] == "year.opened" else None
+        out.append((year, named))
+    return out
+
+
+async def test_a_log_after_a_skipped_year_opens_the_years_between(client: Any) -> None:
+    """The years form one chain (SPEC §4): after 2023, an entry dated 2026 opens 2024
+    and 2025 as well, each naming the year before. The close of 2023 and a late 2025
+    entry then go into those logs, and no log is named twice."""
     gap = await make_org("ye")
     url = f"/api/v1/orgs/{gap.code}/entries"
     for on in ("2023-05-01", "2026-02-01"):
         r = await client.post(url, json=fund_entry(f"G{on[:4]}", on=on), headers=gap.auth())
         assert r.status_code == 201, r.text
+    assert r.json()["index"] == 1  # 2026: year.opened, then the entry
+    chain = [(2023, None)] + [(y, f"{gap.code}/{y - 1}") for y in (2024, 2025, 2026)]
+    assert await _chain(client, gap) == chain
     r = await client.post(f"/api/v1/orgs/{gap.code}/logs/2023/close", headers=gap.auth("admin"))
-    assert r.status_code == 201, r.text  # year.archived starts the 2024 log
+    assert r.status_code == 201, r.text
+    assert r.json()["archived_entry"] == f"{gap.code}/2024#1"
     r = await client.post(url, json=fund_entry("G2025", on="2025-05-01"), headers=gap.auth())
     assert r.status_code == 201, r.text
-    for year, previous in ((2024, 2023), (2025, 2024)):
-        first = await client.get(f"/api/v1/orgs/{gap.code}/logs/{year}/entries/0")
-        assert first.json()["body"]["previous_log"] == f"{gap.code}/{previous}", first.text
+    assert (r.json()["log"], r.json()["index"]) == (f"{gap.code}/2025", 1)
+    assert await _chain(client, gap) == chain
+
+    # One batch that skips a year, for an org without logs: the same chain.
+    batch = await make_org("yf")
+    body = {"entries": [fund_entry("B1", on="2024-02-01"), fund_entry("B2", on="2026-02-01")]}
+    r = await client.post(f"/api/v1/orgs/{batch.code}/entries/batch", json=body,
+                          headers=batch.auth())  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert await _chain(client, batch) == [
+        (2024, None), (2025, f"{batch.code}/2024"), (2026, f"{batch.code}/2025")
+    ]  # fmt: skip
+
+
+async def test_no_log_opens_more_than_a_year_ahead(client: Any, pool: Any) -> None:
+    """A mistyped year would open its log and, with the years between, many more."""
+    import datetime as dt
+
+    org = await make_org("yg")
+    url = f"/api/v1/orgs/{org.code}/entries"
+    r = await client.post(url, json=fund_entry("N", on="2026-02-01"), headers=org.auth())
+    assert r.status_code == 201, r.text
+    ahead = dt.datetime.now(dt.UTC).year + 1
+    r = await client.post(url, json=fund_entry("F", on=f"{ahead + 1}-02-01"), headers=org.auth())
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["latest_year"] == ahead
+    years = await pool.fetch("SELECT year FROM logs WHERE org = $1 ORDER BY year", org.code)
+    assert [row["year"] for row in years] == [2026]  # nothing opened, not even between
+    r = await client.post(url, json=fund_entry("A", on=f"{ahead}-02-01"), headers=org.auth())
+    assert r.status_code == 201, r.text
 
 
 def test_a_retry_fingerprint_leaves_out_defaults_the_leaf_now_carries() -> None:
