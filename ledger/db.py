@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,13 +184,21 @@ class Lent:
     back (the pool's ``close`` waits for every connection taken from it) and sends
     the rest back as their statements end.
 
+    A connection is kept for ``keep_for`` seconds at most: the statement that ends
+    after that gives it back to the pool, which then does what it does with any
+    connection given back (it replaces one that has run ``max_queries``
+    statements, and closes one left idle past its inactive lifetime), and the next
+    statement takes one again. Without it a kept connection would never be
+    recycled, and read bursts long past would still hold their connections.
+
     Only for statements that stand alone (no transaction, no session state): each
     may run on another connection.
     """
 
-    def __init__(self, pool: asyncpg.Pool, keep: int) -> None:
-        self.pool, self.keep = pool, keep
+    def __init__(self, pool: asyncpg.Pool, keep: int, *, keep_for: float = 30.0) -> None:
+        self.pool, self.keep, self.keep_for = pool, keep, keep_for
         self._idle: list[Any] = []
+        self._since: dict[int, float] = {}  # id of a taken connection: when it was taken
         self.taken = 0  # connections taken from the pool and not given back
         self._closed = False
 
@@ -212,13 +221,14 @@ class Lent:
             except BaseException:
                 self.taken -= 1
                 raise
+            self._since[id(conn)] = time.monotonic()
         if conn is None:  # as many statements at once as connections kept: the pool's way
             async with self.pool.acquire() as pooled:
                 return await getattr(pooled, method)(query, *args)
         try:
             result = await getattr(conn, method)(query, *args)
         except BaseException as exc:
-            self.taken -= 1
+            self._forget(conn)
             await asyncio.shield(self.pool.release(conn))
             if not isinstance(exc, _GONE):
                 raise
@@ -226,12 +236,19 @@ class Lent:
             # stands alone, so it runs once more on a connection from the pool.
             async with self.pool.acquire() as pooled:
                 return await getattr(pooled, method)(query, *args)
-        if self._closed:
-            self.taken -= 1
-            await self.pool.release(conn)
+        if self._closed or time.monotonic() - self._since[id(conn)] > self.keep_for:
+            await self._give_back(conn)
         else:
             self._idle.append(conn)
         return result
+
+    def _forget(self, conn: Any) -> None:
+        self.taken -= 1
+        del self._since[id(conn)]
+
+    async def _give_back(self, conn: Any) -> None:
+        self._forget(conn)
+        await self.pool.release(conn)
 
     async def _idle_one(self) -> Any:
         """An idle kept connection that still has its server, or None."""
@@ -239,15 +256,14 @@ class Lent:
             conn = self._idle.pop()
             if _usable(conn):
                 return conn
-            self.taken -= 1  # its server went away while it was kept
+            self._forget(conn)  # its server went away while it was kept
             await asyncio.shield(self.pool.release(conn))
         return None
 
     async def close(self) -> None:
         self._closed = True
         while self._idle:
-            self.taken -= 1
-            await self.pool.release(self._idle.pop())
+            await self._give_back(self._idle.pop())
 
 
 #: What a kept connection raises when its server has gone away.

@@ -159,3 +159,29 @@ async def test_the_server_keeps_at_most_half_its_pool_and_never_the_last_two(dsn
         assert await lent.fetchval("SELECT 3") == 3 and lent.taken == 0
     finally:
         await lent.pool.close()
+
+
+async def test_a_connection_kept_past_keep_for_goes_back_to_the_pool(dsn: str) -> None:
+    """Given back, a connection is recycled by the pool's own rules (here: after
+    three statements); kept for ever, it never would be."""
+    pool = await db.create_pool(dsn, min_size=0, max_size=2, max_queries=3)
+    try:
+        kept = db.Lent(pool, keep=1)
+        pids = {await kept.fetchval("SELECT pg_backend_pid()") for _ in range(10)}
+        assert len(pids) == 1 and kept.taken == 1
+        await kept.close()
+
+        lent = db.Lent(pool, keep=1, keep_for=0)
+        pids = {await lent.fetchval("SELECT pg_backend_pid()") for _ in range(10)}
+        assert len(pids) >= 3, pids
+        assert lent.taken == 0  # each statement gave its connection back
+
+        later = db.Lent(pool, keep=1, keep_for=0.2)
+        first = await later.fetchval("SELECT pg_backend_pid()")
+        assert later.taken == 1  # kept, not yet past keep_for
+        await asyncio.sleep(0.3)
+        assert await later.fetchval("SELECT pg_backend_pid()") == first
+        assert later.taken == 0  # past keep_for: given back after its statement
+        await later.close()
+    finally:
+        await asyncio.wait_for(pool.close(), 10)
