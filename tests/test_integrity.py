@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -210,3 +211,65 @@ async def test_verify_names_a_stored_subtree_hash_altered_or_missing(
     assert [str(p) for p in report.problems] == [
         f"{org.code}/2026 index 31: stored subtree hash (4, 1) is wrong or missing"
     ]
+
+
+async def test_concurrent_transactions_read_the_heads_and_books_the_last_one_left(
+    org: Org, pool: asyncpg.Pool
+) -> None:
+    """Appends on connections of their own wait for the org's lock in turn: each
+    must see the head and the balance the transaction before it committed (a
+    stale head would reuse an index; a stale balance would let a disbursement
+    overdraw). 100.00 in, then 30 disbursements of 10.00 at once and 20.00 of
+    receipts among them: exactly as many disbursements pass as the money allows."""
+    import orjson
+
+    from ledger.entries import decode_entry
+    from ledger.errors import LedgerError
+    from ledger.posting import post_entries_pooled
+    from tests.test_funds import disbursement, receipt
+
+    def entry(d: dict[str, Any]) -> Any:
+        return decode_entry(orjson.dumps(d), org=org.code, actor="t", idempotency_key=None)
+
+    await post_entries_pooled(pool, [entry(fund_entry("CB")), entry(receipt("CB", "100.00"))])
+    waits = 0
+
+    async def post(d: dict[str, Any]) -> bool:
+        try:
+            await post_entries_pooled(pool, [entry(d)])
+        except LedgerError:
+            return False
+        return True
+
+    async def watch(conn: Any) -> None:  # that the appends did wait for each other's lock
+        nonlocal waits
+        while True:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            )
+            waits = max(waits, waiting)
+            await asyncio.sleep(0.002)
+
+    posts = [disbursement("CB", "10.00") for _ in range(30)]
+    posts[5:5] = [receipt("CB", "5.00") for _ in range(4)]
+    async with pool.acquire() as conn:
+        watcher = asyncio.ensure_future(watch(conn))
+        await asyncio.sleep(0.01)
+        passed = await asyncio.gather(*(post(d) for d in posts))
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    assert waits >= 2, "the appends never waited for one another"
+    assert all(passed[5:9])
+    assert sum(passed[:5] + passed[9:]) == 12, passed  # 120.00 / 10.00
+    balance = await pool.fetchval(
+        "SELECT balance_fen FROM funds WHERE org = $1 AND fund_code = 'CB'", org.code
+    )
+    assert balance == 0
+    rows = await pool.fetch(
+        "SELECT idx, leaf_hash FROM leaves WHERE org = $1 AND year = 2026 ORDER BY idx", org.code
+    )
+    assert [r["idx"] for r in rows] == list(range(2 + 4 + 12))
+    head = await pool.fetchrow("SELECT size, root FROM logs WHERE org = $1", org.code)
+    assert head["size"] == len(rows)
+    assert bytes(head["root"]) == root_from_leaf_hashes([bytes(r["leaf_hash"]) for r in rows])
