@@ -56,12 +56,19 @@ def resolve_dsn(settings: Settings) -> str:
     return start_embedded(settings.data_dir)
 
 
-def _run(coro_fn: Callable[[str, Settings], Coroutine[Any, Any, int]]) -> int:
+def _run(
+    coro_fn: Callable[[str, Settings], Coroutine[Any, Any, int]], *, piccolo: bool = True
+) -> int:
+    """``coro_fn(dsn, settings)`` on an event loop; ``piccolo=False`` for a command
+    that reads and writes through asyncpg only (its start skips Piccolo's engine)."""
     settings = Settings.from_env()
     dsn = resolve_dsn(settings)
     from ledger import db
 
-    db.configure(dsn)
+    if piccolo:
+        db.configure(dsn)
+    else:
+        db.use_dsn(dsn)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(coro_fn(dsn, settings))
 
@@ -259,7 +266,7 @@ def cmd_archive_build(args: argparse.Namespace) -> int:
             await conn.close()
         return 0
 
-    return _run(run)
+    return _run(run, piccolo=False)
 
 
 def cmd_archive_verify(args: argparse.Namespace) -> int:

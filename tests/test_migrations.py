@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from ledger import db
+from ledger.settings import Settings
 from tests.conftest import _with_database
 
 
@@ -83,3 +84,22 @@ async def test_every_table_that_grows_is_keyed_by_org_first(pool: asyncpg.Pool) 
     assert {r["tablename"] for r in tables} == set(firsts)  # every table has a key
     assert "opinion_submissions" in firsts and "leaves" in firsts
     assert {t: f for t, f in firsts.items() if f != "org" and t not in NOT_PER_ORG} == {}
+
+
+async def test_a_command_without_piccolo_still_migrates_a_new_database(
+    empty_dsn: str, settings: Settings
+) -> None:
+    """``archive build`` starts without Piccolo's engine; on a database with
+    migrations pending, ``migrate`` makes the engine and runs them first."""
+    from tests.test_integrity import run_cli
+
+    out = run_cli(empty_dsn, settings, "archive", "build", "--org", "none", "--year", "2025")
+    assert out.returncode != 0
+    assert "none has no log for 2025" in out.stdout + out.stderr, out.stdout + out.stderr
+    assert await db.all_applied(empty_dsn)
+
+
+def test_use_dsn_refuses_a_database_piccolo_is_not_bound_to(dsn: str) -> None:
+    db.use_dsn(dsn)  # the session's database: as configured
+    with pytest.raises(RuntimeError, match="another database"):
+        db.use_dsn(dsn + "_other")
