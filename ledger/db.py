@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import re
 import time
@@ -20,6 +21,8 @@ import asyncpg
 
 if TYPE_CHECKING:
     from piccolo.engine.postgres import PostgresEngine
+
+log = logging.getLogger(__name__)
 
 _engine: PostgresEngine | None = None
 _dsn: str | None = None
@@ -199,12 +202,14 @@ class Lent:
     back (the pool's ``close`` waits for every connection taken from it) and sends
     the rest back as their statements end.
 
-    A connection is kept for ``keep_for`` seconds at most: the statement that ends
-    after that gives it back to the pool, which then does what it does with any
-    connection given back (it replaces one that has run ``max_queries``
-    statements, and closes one left idle past its inactive lifetime), and the next
-    statement takes one again. Without it a kept connection would never be
-    recycled, and read bursts long past would still hold their connections.
+    A connection is kept for about ``keep_for`` seconds: the statement that ends
+    after that, or else a sweep of the idle ones (at most ``keep_for`` later), gives
+    it back to the pool, in the background, so the statement's answer never waits
+    on it. The pool then does what it does with any connection given back (it
+    replaces one that has run ``max_queries`` statements, and closes one left idle
+    past its inactive lifetime), and the next statement takes one again. Without
+    it a kept connection would never be recycled, and a burst of reads long past
+    would still hold its connections.
 
     Only for statements that stand alone (no transaction, no session state): each
     may run on another connection.
@@ -216,6 +221,8 @@ class Lent:
         self._since: dict[int, float] = {}  # id of a taken connection: when it was taken
         self.taken = 0  # connections taken from the pool and not given back
         self._closed = False
+        self._sweep_at: asyncio.TimerHandle | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         rows: list[Any] = await self._run("fetch", query, args)
@@ -252,10 +259,34 @@ class Lent:
             async with self.pool.acquire() as pooled:
                 return await getattr(pooled, method)(query, *args)
         if self._closed or time.monotonic() - self._since[id(conn)] > self.keep_for:
-            await self._give_back(conn)
+            self._release_later(conn)
         else:
             self._idle.append(conn)
+            if self._sweep_at is None:
+                self._sweep_at = asyncio.get_running_loop().call_later(self.keep_for, self._sweep)
         return result
+
+    def _sweep(self) -> None:
+        """Give back the idle connections kept past ``keep_for``; come again while
+        any are idle."""
+        self._sweep_at = None
+        now = time.monotonic()
+        for conn in [c for c in self._idle if now - self._since[id(c)] > self.keep_for]:
+            self._idle.remove(conn)
+            self._release_later(conn)
+        if self._idle and not self._closed:
+            self._sweep_at = asyncio.get_running_loop().call_later(self.keep_for, self._sweep)
+
+    def _release_later(self, conn: Any) -> None:
+        self._forget(conn)
+        task = asyncio.ensure_future(self.pool.release(conn))
+        self._releasing.add(task)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a kept connection could not be given back: %s", task.exception())
 
     def _forget(self, conn: Any) -> None:
         self.taken -= 1
@@ -277,8 +308,13 @@ class Lent:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweep_at is not None:
+            self._sweep_at.cancel()
+            self._sweep_at = None
         while self._idle:
             await self._give_back(self._idle.pop())
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
 
 
 #: What a kept connection raises when its server has gone away.

@@ -191,18 +191,20 @@ _KNOWN_LOGS: set[tuple[str, int]] = set()
 
 
 async def _heads_of(
-    conn: asyncpg.Connection, keys: list[tuple[str, int]]
+    conn: asyncpg.Connection, keys: list[tuple[str, int]], this_year: int
 ) -> tuple[list[NewEntry], dict[tuple[str, int], _Head]]:
     """Create the logs of ``keys`` that are missing and lock every head, in key order.
 
     Returns the ``year.opened`` entries the new logs must start with, and the heads.
     """
-    created, openers = await _open_logs(conn, [k for k in keys if k not in _KNOWN_LOGS])
+    created, openers = await _open_logs(conn, [k for k in keys if k not in _KNOWN_LOGS], this_year)
     # The logs of the years skipped between (see _open_logs) are locked too: their
     # year.opened leaves are appended with the rest.
     heads = await _lock_heads(conn, sorted({*keys, *created}))
     if any(k not in heads for k in keys):
-        more_created, more_openers = await _open_logs(conn, [k for k in keys if k not in heads])
+        more_created, more_openers = await _open_logs(
+            conn, [k for k in keys if k not in heads], this_year
+        )
         created |= more_created
         openers = sorted([*openers, *more_openers], key=lambda e: (e.org, e.year))
         heads = await _lock_heads(conn, sorted({*keys, *created}))
@@ -212,7 +214,7 @@ async def _heads_of(
 
 
 async def _open_logs(
-    conn: asyncpg.Connection, keys: list[tuple[str, int]]
+    conn: asyncpg.Connection, keys: list[tuple[str, int]], this_year: int
 ) -> tuple[set[tuple[str, int]], list[NewEntry]]:
     """Create missing logs; return them and the ``year.opened`` entries they must start with.
 
@@ -221,11 +223,13 @@ async def _open_logs(
     year.opened naming 2024) and 2026 (naming 2025). Otherwise 2024 would be named
     by 2026's year.opened, and again by 2025's once 2025 opened (a late entry, or
     the year.archived of 2024's close): a chain with a fork. So that a mistyped date
-    does not open decades of logs, no log opens more than a year after this one.
+    does not open decades of logs, no log opens more than a year after
+    ``this_year``. A gap left by an earlier version stays: a year opened inside it
+    names the year before, as the later log does.
     """
     if not keys:
         return set(), []
-    keys = await _with_years_between(conn, keys)
+    keys = await _with_years_between(conn, keys, this_year)
     created = await conn.fetch(
         """
         INSERT INTO logs (org, year, root)
@@ -293,7 +297,7 @@ async def _open_logs(
 
 
 async def _with_years_between(
-    conn: asyncpg.Connection, keys: list[tuple[str, int]]
+    conn: asyncpg.Connection, keys: list[tuple[str, int]], this_year: int
 ) -> list[tuple[str, int]]:
     """``keys`` with the years between each org's latest log and its latest key."""
     orgs = sorted({org for org, _ in keys})
@@ -302,7 +306,7 @@ async def _with_years_between(
             "SELECT org, max(year) FROM logs WHERE org = ANY($1::text[]) GROUP BY org", orgs
         )
     )
-    ahead = dt.datetime.now(dt.UTC).year + 1
+    ahead = this_year + 1
     out = set(keys)
     for org in orgs:
         years = [y for o, y in keys if o == org]
@@ -405,7 +409,7 @@ async def append_entries(
         openers: list[NewEntry] = []
     else:  # a log to open, or one this process has not seen yet
         await conn.execute(_LOCK_ORGS, orgs)
-        openers, heads = await _heads_of(conn, keys)
+        openers, heads = await _heads_of(conn, keys, (now or dt.datetime.now(dt.UTC)).year)
     for key in keys:
         if heads[key].closed:
             org, year = key

@@ -251,3 +251,28 @@ def test_a_retry_fingerprint_leaves_out_defaults_the_leaf_now_carries() -> None:
 
 def build_leaf_bytes(entry: NewEntry) -> bytes:
     return LeafParts(entry, b"\0" * 16).leaf_bytes(0, b"2026-03-15T00:00:00.000000Z")
+
+
+async def test_the_year_ahead_is_the_append_clocks(org: Org, pool: Any) -> None:
+    """The limit on opening logs ahead follows the ``now`` the append is given."""
+    import pytest
+
+    from ledger.errors import Conflict
+
+    raw = orjson.dumps(fund_entry("AH", on="2031-02-01"))
+    entry = decode_entry(raw, org=org.code, actor="clerk", idempotency_key=None)
+    for year, allowed in ((2029, False), (2030, True)):
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                when = dt.datetime(year, 6, 1, tzinfo=dt.UTC)
+                if allowed:
+                    receipts = await append_entries(conn, [entry], now=when)
+                    assert receipts[0].log == f"{org.code}/2031"
+                else:
+                    with pytest.raises(Conflict) as refused:
+                        await append_entries(conn, [entry], now=when)
+                    assert refused.value.extra["latest_year"] == 2030
+            finally:
+                await tx.rollback()

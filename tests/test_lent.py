@@ -176,12 +176,24 @@ async def test_a_connection_kept_past_keep_for_goes_back_to_the_pool(dsn: str) -
         assert len(pids) >= 3, pids
         assert lent.taken == 0  # each statement gave its connection back
 
-        later = db.Lent(pool, keep=1, keep_for=0.2)
-        first = await later.fetchval("SELECT pg_backend_pid()")
+        later = db.Lent(pool, keep=1, keep_for=0.3)
+        await later.fetchval("SELECT 1")
         assert later.taken == 1  # kept, not yet past keep_for
-        await asyncio.sleep(0.3)
-        assert await later.fetchval("SELECT pg_backend_pid()") == first
-        assert later.taken == 0  # past keep_for: given back after its statement
+        await later.fetchval("SELECT pg_sleep(0.4)")  # ends past keep_for: given back
+        assert later.taken == 0
         await later.close()
     finally:
         await asyncio.wait_for(pool.close(), 10)
+
+
+async def test_idle_kept_connections_go_back_without_more_reads(small_pool: asyncpg.Pool) -> None:
+    """With no read to end past ``keep_for``, a sweep gives the idle ones back."""
+    lent = db.Lent(small_pool, keep=2, keep_for=0.1)
+    await asyncio.gather(*(lent.fetchval("SELECT pg_sleep(0.02)") for _ in range(2)))
+    assert lent.taken == 2
+    await asyncio.sleep(0.35)  # the first sweep may find them just short of keep_for
+    assert lent.taken == 0
+    conns = [await small_pool.acquire() for _ in range(3)]  # all back in the pool
+    for c in conns:
+        await small_pool.release(c)
+    await lent.close()
