@@ -245,26 +245,26 @@ class Lent:
                 raise
             self._since[id(conn)] = time.monotonic()
         if conn is None:  # as many statements at once as connections kept: the pool's way
-            async with self.pool.acquire() as pooled:
-                return await getattr(pooled, method)(query, *args)
+            return await getattr(self.pool, method)(query, *args)
         try:
             result = await getattr(conn, method)(query, *args)
         except BaseException as exc:
-            self._forget(conn)
-            await asyncio.shield(self.pool.release(conn))
+            await self._give_back(conn)
             if not isinstance(exc, _GONE):
                 raise
             # The connection was lost (a restarted or failed-over server): the read
             # stands alone, so it runs once more on a connection from the pool.
-            async with self.pool.acquire() as pooled:
-                return await getattr(pooled, method)(query, *args)
+            return await getattr(self.pool, method)(query, *args)
         if self._closed or time.monotonic() - self._since[id(conn)] > self.keep_for:
             self._release_later(conn)
         else:
             self._idle.append(conn)
-            if self._sweep_at is None:
-                self._sweep_at = asyncio.get_running_loop().call_later(self.keep_for, self._sweep)
+            self._arm_sweep()
         return result
+
+    def _arm_sweep(self) -> None:
+        if self._sweep_at is None and not self._closed:
+            self._sweep_at = asyncio.get_running_loop().call_later(self.keep_for, self._sweep)
 
     def _sweep(self) -> None:
         """Give back the idle connections kept past ``keep_for``; come again while
@@ -274,8 +274,8 @@ class Lent:
         for conn in [c for c in self._idle if now - self._since[id(c)] > self.keep_for]:
             self._idle.remove(conn)
             self._release_later(conn)
-        if self._idle and not self._closed:
-            self._sweep_at = asyncio.get_running_loop().call_later(self.keep_for, self._sweep)
+        if self._idle:
+            self._arm_sweep()
 
     def _release_later(self, conn: Any) -> None:
         self._forget(conn)
@@ -293,8 +293,9 @@ class Lent:
         del self._since[id(conn)]
 
     async def _give_back(self, conn: Any) -> None:
+        """Back to the pool now; the pool's release waits out a cancellation."""
         self._forget(conn)
-        await self.pool.release(conn)
+        await asyncio.shield(self.pool.release(conn))
 
     async def _idle_one(self) -> Any:
         """An idle kept connection that still has its server, or None."""
@@ -302,8 +303,7 @@ class Lent:
             conn = self._idle.pop()
             if _usable(conn):
                 return conn
-            self._forget(conn)  # its server went away while it was kept
-            await asyncio.shield(self.pool.release(conn))
+            await self._give_back(conn)  # its server went away while it was kept
         return None
 
     async def close(self) -> None:
