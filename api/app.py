@@ -18,7 +18,7 @@ from litestar.openapi.spec import Server
 
 from api import archives, opinions, public, staff
 from api.openapi import TruthfulJsonRenderPlugin
-from api.problems import EXCEPTION_HANDLERS
+from api.problems import EXCEPTION_HANDLERS, ApiRequest
 from api.runtime import Runtime, runtime, settle_heap
 from api.schemas import HealthOut
 from api.web import Metrics, RateLimiter, web_middleware
@@ -151,6 +151,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
             max_age=600,
         ),
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=ApiRequest,
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(
             title="Gongkai",

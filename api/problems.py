@@ -19,7 +19,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from api.params import NO_NUL
-from ledger.errors import LedgerError, MalformedInput, field_path
+from ledger.errors import UNDECODABLE, LedgerError, MalformedInput, field_path, undecodable
 
 log = logging.getLogger("gongkai.api")
 
@@ -39,6 +39,17 @@ _TITLES = {
     500: ("internal", "Internal error"),
     503: ("unavailable", "Service unavailable"),
 }
+
+
+class ApiRequest(Request[Any, Any, Any]):
+    """The app's request: a JSON body that cannot be decoded at all is a 400, however
+    the decoder failed (Litestar answers its own DecodeError so, not these)."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except UNDECODABLE as exc:
+            raise undecodable(exc) from None
 
 
 class FieldProblem(msgspec.Struct):
@@ -125,8 +136,17 @@ def _param_message(message: str) -> str:
     return message
 
 
+#: How Litestar words a JSON body that is absent (it names the handler's ``data``).
+_NO_BODY = {"message": "'data'", "key": "data", "source": "body"}
+
+
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
+    if isinstance(exc, ValidationException) and _NO_BODY in (
+        exc.extra if isinstance(exc.extra, list) else []
+    ):
+        return problem(request, 400, "The request has no body; send a JSON object",
+                       slug=MalformedInput.type, title=MalformedInput.title)  # fmt: skip
     if isinstance(exc, ValidationException):
         # Query and path parameters that do not parse: name each one.
         errors = []

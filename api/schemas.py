@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from api.params import NO_NUL
+
 Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$", description="SHA-256 as lowercase hex")]
 
 
@@ -107,7 +109,7 @@ class EntriesPage(msgspec.Struct):
 class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
     decision: Literal["approve", "withhold"]
     reason: str | None = None
-    legal_basis: Annotated[str, Meta(max_length=2000)] | None = None
+    legal_basis: Annotated[str, Meta(max_length=2000, pattern=NO_NUL)] | None = None
 
 
 class PendingOut(msgspec.Struct):

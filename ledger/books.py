@@ -27,7 +27,7 @@ import asyncpg
 from ledger import kinds as k
 from ledger.entries import NewEntry
 from ledger.errors import Conflict, FieldError, Forbidden, InvalidInput, LedgerError, NotFound
-from ledger.money import from_fen, to_fen
+from ledger.money import MAX_TOTAL_FEN, from_fen, to_fen
 from ledger.sequencer import Applier, Sequenced
 from ledger.writes import Each, Rows, Statement, Write, columns
 
@@ -46,6 +46,15 @@ PROCUREMENT_EVENT_KINDS = frozenset(
     {"procurement.bid", "procurement.award", "procurement.contract"}
 )
 REVERSIBLE_KINDS = MONETARY_KINDS | PROCUREMENT_EVENT_KINDS
+
+
+def _check_total(total: int, what: str) -> None:
+    if abs(total) > MAX_TOTAL_FEN:
+        raise Conflict(
+            f"The entry would take {what} past {from_fen(MAX_TOTAL_FEN)}, the largest total "
+            "the books keep",
+            limit=from_fen(MAX_TOTAL_FEN),
+        )
 
 
 def _invalid(path: str, message: str, detail: str | None = None) -> InvalidInput:
@@ -406,6 +415,10 @@ class Books:
 
     def _post(self, s: Sequenced, lines: Iterable[tuple[str, str, int, str]]) -> None:
         month = _month(s.entry.occurred_on)
+        lines = list(lines)
+        for fund_code, account, amount, _ in lines:  # refused before anything moves
+            if account.startswith("fund:"):
+                _check_total(self._fund(fund_code).balance + amount, f"fund {fund_code}'s balance")
         start = len(self.postings)
         for n, (fund_code, account, amount, flow) in enumerate(lines):
             self.postings.append(
@@ -654,6 +667,8 @@ def _fund_disbursement(b: Books, s: Sequenced) -> None:
     fund = b._fund(body.fund_code)
     project = b._project(body.project_code) if body.project_code else None
     b._check_balance(fund, fen, "Disbursement")
+    if project is not None:
+        _check_total(project.disbursed + fen, f"project {project.code}'s disbursed amount")
     code = body.fund_code
     counter = f"project:{project.code}" if project else f"payee:{body.payee.id}"
     b._post(s, [(code, f"fund:{code}", -fen, "disbursement"), (code, counter, fen, "disbursement")])

@@ -16,7 +16,14 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 
 from ledger.canonical import canonical_bytes
-from ledger.errors import FieldError, InvalidInput, MalformedInput, field_path
+from ledger.errors import (
+    UNDECODABLE,
+    FieldError,
+    InvalidInput,
+    MalformedInput,
+    field_path,
+    undecodable,
+)
 from ledger.kinds import KINDS, POSTABLE_KINDS, SYSTEM_KINDS, Body, body_decoder, body_to_builtins
 
 MAX_BATCH = 1000
@@ -132,7 +139,8 @@ _typed_batch: msgspec.json.Decoder[dict[str, list[Any]]] = msgspec.json.Decoder(
 _PATH_RE = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
-def _field_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
+def validation_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
+    """The failing field of a msgspec ValidationError, its path under ``prefix``."""
     m = _PATH_RE.match(str(exc))
     assert m is not None
     path = m.group("path") or "$"
@@ -143,9 +151,11 @@ def _decode_one(raw: bytes | msgspec.Raw, prefix: str, org: str, actor: str) -> 
     try:
         req = _envelope.decode(raw)
     except msgspec.ValidationError as exc:
-        raise InvalidInput("The entry does not validate", [_field_error(exc, prefix)]) from None
+        raise InvalidInput("The entry does not validate", [validation_error(exc, prefix)]) from None
     except msgspec.DecodeError as exc:
         raise MalformedInput(f"Malformed JSON: {exc}") from None
+    except UNDECODABLE as exc:
+        raise undecodable(exc) from None
     if not MIN_YEAR <= req.occurred_on.year <= MAX_YEAR:
         raise InvalidInput(
             f"occurred_on must be in the years {MIN_YEAR} to {MAX_YEAR}",
@@ -163,8 +173,10 @@ def _decode_one(raw: bytes | msgspec.Raw, prefix: str, org: str, actor: str) -> 
     except msgspec.ValidationError as exc:
         raise InvalidInput(
             f"The body of a {req.kind} entry does not validate",
-            [_field_error(exc, prefix + ".body")],
+            [validation_error(exc, prefix + ".body")],
         ) from None
+    except UNDECODABLE as exc:  # a Raw body is not read (nor its UTF-8 checked) before
+        raise undecodable(exc) from None
     return NewEntry(
         org=org,
         kind=req.kind,
@@ -197,7 +209,7 @@ def _decode_typed(raw: bytes, org: str, actor: str) -> list[NewEntry] | None:
     """The fast path of ``decode_batch``: None when anything needs the careful path."""
     try:
         doc = _typed_batch.decode(raw)
-    except msgspec.DecodeError:  # ValidationError included
+    except (msgspec.DecodeError, *UNDECODABLE):  # ValidationError included
         return None
     reqs = doc.get("entries")
     if not reqs or len(reqs) > MAX_BATCH:
@@ -229,9 +241,11 @@ def decode_batch(raw: bytes, *, org: str, actor: str) -> list[NewEntry]:
     try:
         batch = _batch.decode(raw)
     except msgspec.ValidationError as exc:
-        raise InvalidInput("The batch does not validate", [_field_error(exc, "$")]) from None
+        raise InvalidInput("The batch does not validate", [validation_error(exc, "$")]) from None
     except msgspec.DecodeError as exc:
         raise MalformedInput(f"Malformed JSON: {exc}") from None
+    except UNDECODABLE as exc:
+        raise undecodable(exc) from None
     if not batch.entries:
         raise InvalidInput("A batch needs at least one entry", [FieldError("$.entries", "empty")])
     if len(batch.entries) > MAX_BATCH:

@@ -67,6 +67,19 @@ class MalformedInput(LedgerError):
     title = "The request body is not valid JSON"
 
 
+#: What JSON decoders raise, besides their own DecodeError, on a body they cannot
+#: read: bytes that are not UTF-8 (msgspec, Litestar), or arrays and objects nested
+#: past the decoder's depth.
+UNDECODABLE = (UnicodeDecodeError, RecursionError)
+
+
+def undecodable(exc: UnicodeDecodeError | RecursionError) -> MalformedInput:
+    """The 400 for a body a decoder raised ``exc`` on (one of ``UNDECODABLE``)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return MalformedInput(f"The body is not UTF-8: {exc.reason} at byte {exc.start}")
+    return MalformedInput("The body's JSON is nested too deeply")
+
+
 class NotFound(LedgerError):
     status = 404
     type = "not-found"

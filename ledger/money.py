@@ -13,9 +13,16 @@ from typing import Annotated
 
 import msgspec
 
-#: Largest amount accepted anywhere: one trillion yuan less a fen. It keeps fen
-#: inside a signed 64-bit integer with room for sums of millions of rows.
+#: Largest amount accepted anywhere: one trillion yuan less a fen.
 MAX_AMOUNT = Decimal("999999999999.99")
+
+#: Largest balance the books keep, in fen, for a fund or a project's disbursed amount
+#: (a thousand trillion yuan less a fen): an entry that would pass it is refused (409)
+#: before anything is written. Totals are signed 64-bit integers, whose limit
+#: ninety-two thousand of the largest amounts would pass; a month's receipts or
+#: disbursements, kept as sums added in the database, are refused there (also 409,
+#: ``ledger.sequencer``) should they ever reach it.
+MAX_TOTAL_FEN = 10**17 - 1
 
 AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,11})\.[0-9]{2}$"
 SIGNED_AMOUNT_PATTERN = r"^-?(0|[1-9][0-9]{0,11})\.[0-9]{2}$"

@@ -148,7 +148,9 @@ def _validate(data: OpinionIn) -> None:
         ):
             errors.add("$.contact.phone", "digits, spaces, '+' and '-', 6 to 20 characters")
         if c.email is not None and (
-            len(c.email) > 200 or "@" not in c.email or any(ch.isspace() for ch in c.email)
+            len(c.email) > 200
+            or "@" not in c.email
+            or any(ch.isspace() or ch == "\x00" for ch in c.email)
         ):
             errors.add("$.contact.email", "not an e-mail address")
     errors.raise_if_any("The submission does not validate")

@@ -472,7 +472,15 @@ async def append_entries(
     ]
     if apply is not None:
         writes += apply(sequenced)  # raises before anything is written
-    await send(conn, writes)
+    try:
+        await send(conn, writes)
+    except asyncpg.NumericValueOutOfRangeError:
+        # A total the books add up in the database (a month's receipts of a fund)
+        # would pass a 64-bit integer: nothing of the append is written.
+        raise Conflict(
+            "The entries would take a total of the books past the largest it can hold "
+            "(a signed 64-bit number of fen)"
+        ) from None
     await _record_idempotency(conn, sequenced)
     # Receipts for the entries asked for, not the year.opened leaves put before them.
     return receipts[len(openers) :]

@@ -175,3 +175,131 @@ async def test_every_refusal_names_its_field(client: Any, org: Org) -> None:
     r = await client.post(review, content=b'{"decision":', headers=auth)
     assert r.status_code == 400
     assert r.json()["type"] == "urn:gongkai:problem:malformed"
+
+
+def _undecodable_bodies() -> list[tuple[str, bytes]]:
+    deep = b"[" * 1000 + b"]" * 1000
+    return [
+        ("not UTF-8", b'{"kind":"fund.opened","subject":"a\xffb"}'),
+        ("not UTF-8 in the body", fund_body_with(b'"name":"\xc0\xaf"')),
+        ("nested too deeply", deep),
+        ("nested too deeply in the body", fund_body_with(b'"name":' + deep)),
+    ]
+
+
+def fund_body_with(field: bytes) -> bytes:
+    return (
+        b'{"kind":"fund.opened","subject":"fund/U8","occurred_on":"2026-03-15",'
+        b'"body":{"fund_code":"U8","category":"other","currency":"CNY",' + field + b"}}"
+    )
+
+
+@pytest.mark.parametrize(("what", "content"), _undecodable_bodies())
+async def test_a_body_no_decoder_can_read_is_400_on_every_write_route(
+    client: Any, org: Org, pool: asyncpg.Pool, what: str, content: bytes
+) -> None:
+    """Bytes that are not UTF-8, or JSON nested past the decoder's depth, made the
+    decoders raise errors of their own (a 500): every route that takes a JSON body
+    answers them 400 malformed (or 422 where the shape is refused before the depth
+    is reached: an array where an object is expected), and writes nothing."""
+    base = f"/api/v1/orgs/{org.code}"
+    assert (await _post(client, org, fund_entry("PWF"))).status_code == 201
+    leaves = await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code)
+    json_headers = {"Content-Type": "application/json"}
+    requests = [
+        (f"{base}/entries", content, org.auth()),
+        (f"{base}/entries/batch", b'{"entries":[' + content + b"]}", org.auth()),
+        (f"{base}/logs/2026/entries/0/review", content, org.auth("reviewer")),
+        (f"{base}/opinions", content, {}),
+    ]
+    for url, body, headers in requests:
+        r = await client.post(url, content=body, headers={**headers, **json_headers})
+        assert r.headers["content-type"].startswith("application/problem+json"), r.text
+        if r.status_code == 422 and what == "nested too deeply":
+            assert r.json()["errors"][0]["path"] == "$", r.text
+            continue
+        assert r.status_code == 400, (what, url, r.text)
+        assert r.json()["type"] == "urn:gongkai:problem:malformed", r.text
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == leaves
+    assert await pool.fetchval("SELECT count(*) FROM opinions WHERE org = $1", org.code) == 0
+
+
+async def test_an_empty_body_is_400_where_a_json_body_is_expected(client: Any, org: Org) -> None:
+    base = f"/api/v1/orgs/{org.code}"
+    assert (await _post(client, org, fund_entry("PWF"))).status_code == 201
+    for url, headers in [
+        (f"{base}/logs/2026/entries/0/review", org.auth("reviewer")),
+        (f"{base}/opinions", {}),
+        (f"{base}/entries", org.auth()),
+        (f"{base}/entries/batch", org.auth()),
+    ]:
+        r = await client.post(url, content=b"", headers=headers)
+        assert r.status_code == 400, (url, r.text)
+        assert r.json()["type"] == "urn:gongkai:problem:malformed", r.text
+
+
+async def test_nul_in_a_review_s_legal_basis_is_422(client: Any, org: Org) -> None:
+    base = f"/api/v1/orgs/{org.code}"
+    assert (await _post(client, org, fund_entry("PWF"))).status_code == 201
+    r = await client.post(
+        f"{base}/logs/2026/entries/0/review",
+        json={"decision": "withhold", "reason": "state_secret", "legal_basis": "x\u0000"},
+        headers=org.auth("reviewer"),
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0] == {
+        "path": "$.legal_basis",
+        "message": "must not contain a NUL byte",
+    }
+
+
+async def test_a_balance_past_the_largest_total_is_409_and_writes_nothing(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """A fund's balance is a 64-bit number of fen: past MAX_TOTAL_FEN the entry is
+    refused with a 409 (it was a 500 when the write overflowed)."""
+    base = f"/api/v1/orgs/{org.code}"
+    assert (await _post(client, org, fund_entry("PWF"))).status_code == 201
+    largest = receipt(amount="999999999999.99")
+    thousand = {"entries": [largest] * 1000}
+    r = await client.post(f"{base}/entries/batch", json=thousand, headers=org.auth())
+    assert r.status_code == 201, r.text
+    leaves = await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code)
+    r = await _post(client, org, receipt(amount="10.00"))
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "largest total" in r.json()["detail"]
+    two = {"entries": [receipt(amount="5.00"), receipt(amount="5.00")]}
+    r = await client.post(f"{base}/entries/batch", json=two, headers=org.auth())
+    assert r.status_code == 409, r.text
+    assert r.json()["entry"] == 1
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == leaves
+    assert (await _post(client, org, receipt(amount="9.99"))).status_code == 201
+
+
+async def test_a_month_total_past_64_bits_is_409_and_writes_nothing(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """A month's receipts are added up in the database: should they pass a 64-bit
+    integer, the append is refused (409), not a 500, and nothing of it is written."""
+    assert (await _post(client, org, fund_entry("PWF"))).status_code == 201
+    assert (await _post(client, org, receipt())).status_code == 201
+    await pool.execute(
+        "UPDATE fund_periods SET receipts_fen = $2 WHERE org = $1 AND scope = 'all'",
+        org.code,
+        2**63 - 100,
+    )
+    leaves = await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code)
+    r = await _post(client, org, receipt())
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == leaves
+
+
+async def test_nul_in_an_opinion_s_contact_e_mail_is_422(client: Any, org: Org) -> None:
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/opinions",
+        json={"category": "opinion", "text": "意见", "contact": {"email": "a\u0000@example.cn"}},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == "$.contact.email"
