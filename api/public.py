@@ -197,7 +197,10 @@ async def list_entries(
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
     format: Annotated[
         Literal["json", "csv", "ndjson"],
-        Parameter(description="csv and ndjson stream every matching row (no paging)"),
+        Parameter(
+            description="csv and ndjson stream every matching row (after cursor, if given; "
+            "no paging)"
+        ),
     ] = "json",
 ) -> EntriesPage:
     await access.get_org(runtime(request).pool, org)
@@ -206,7 +209,7 @@ async def list_entries(
     if format != "json":
         flt.check()
         pool = runtime(request).pool if staff else runtime(request).read_pool
-        rows = queries.stream_entries(pool, org, flt, staff=staff)
+        rows = queries.stream_entries(pool, org, flt, staff=staff, cursor=cursor)
         lines = exports.csv_lines(rows) if format == "csv" else exports.ndjson_lines(rows)
         media = "text/csv" if format == "csv" else "application/x-ndjson"
         name = f"{org}-entries.{format}"

@@ -60,7 +60,11 @@ async def post_entry(
     idempotency_key: Annotated[
         str | None,
         HeaderParameter(
-            name="Idempotency-Key", max_length=200, pattern=NO_NUL, description="Client retry key"
+            name="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            pattern=NO_NUL,
+            description="Client retry key",
         ),
     ] = None,
 ) -> Response[ReceiptOut]:

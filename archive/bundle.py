@@ -985,8 +985,10 @@ async def _write_payload(
             (p["recorded_at"] for p in procurement), default=f"{year}-12-31T00:00:00Z"
         ),
     )
-    if package["releases"]:
-        payload.put("procurement/ocds-release-package.json", _json_file(package))
+    # Always there (SPEC §7). A year without procurement has an empty ``releases``,
+    # which OCDS's schema (one or more releases) does not admit: the one rule a
+    # package of nothing cannot meet; the API's /procurement/ocds answers it 404.
+    payload.put("procurement/ocds-release-package.json", _json_file(package))
     payload.put("annual-report.json", _json_file(json.loads(bytes(closed["annual_report"]))))
     payload.put("verify.py", VERIFY_SOURCE.read_bytes())
 

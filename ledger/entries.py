@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
+import msgspec.inspect
 
 from ledger.canonical import canonical_bytes
 from ledger.errors import (
@@ -139,6 +140,40 @@ _typed_batch: msgspec.json.Decoder[dict[str, list[Any]]] = msgspec.json.Decoder(
 _PATH_RE = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
+def _date_fields(t: msgspec.inspect.Type, at: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The attribute paths of the dates in a body type (in structs within structs)."""
+    if isinstance(t, msgspec.inspect.Metadata):
+        return _date_fields(t.type, at)
+    if isinstance(t, msgspec.inspect.DateType):
+        return [at]
+    if isinstance(t, msgspec.inspect.UnionType):
+        return [p for member in t.types for p in _date_fields(member, at)]
+    if isinstance(t, msgspec.inspect.StructType):
+        return [p for f in t.fields for p in _date_fields(f.type, (*at, f.name))]
+    return []
+
+
+#: Per kind, where its body holds dates: each must fall in MIN_YEAR..MAX_YEAR, as
+#: occurred_on must (a date the calendar has, but in the year 1 or 9999, is a typo).
+_DATES = {
+    kind: paths
+    for kind, t in KINDS.items()
+    if (paths := _date_fields(msgspec.inspect.type_info(t)))
+}
+
+
+def _date_out_of_range(kind: str, body: Body) -> tuple[str, ...] | None:
+    for path in _DATES.get(kind, ()):
+        value: Any = body
+        for name in path:
+            value = getattr(value, name)
+            if value is None:
+                break
+        if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
+            return path
+    return None
+
+
 def validation_error(exc: msgspec.ValidationError, prefix: str) -> FieldError:
     """The failing field of a msgspec ValidationError, its path under ``prefix``."""
     m = _PATH_RE.match(str(exc))
@@ -177,6 +212,13 @@ def _decode_one(raw: bytes | msgspec.Raw, prefix: str, org: str, actor: str) -> 
         ) from None
     except UNDECODABLE as exc:  # a Raw body is not read (nor its UTF-8 checked) before
         raise undecodable(exc) from None
+    bad = _date_out_of_range(req.kind, body)
+    if bad is not None:
+        path = ".".join((prefix + ".body", *bad))
+        raise InvalidInput(
+            f"{path[2:]} must be in the years {MIN_YEAR} to {MAX_YEAR}",
+            [FieldError(path, f"year outside {MIN_YEAR}..{MAX_YEAR}")],
+        )
     return NewEntry(
         org=org,
         kind=req.kind,
@@ -217,12 +259,13 @@ def _decode_typed(raw: bytes, org: str, actor: str) -> list[NewEntry] | None:
     out = []
     for req in reqs:
         on = req.occurred_on
-        if not MIN_YEAR <= on.year <= MAX_YEAR:
+        kind = req.__struct_config__.tag
+        if not MIN_YEAR <= on.year <= MAX_YEAR or _date_out_of_range(kind, req.body):
             return None
         out.append(
             NewEntry(
                 org=org,
-                kind=req.__struct_config__.tag,
+                kind=kind,
                 subject=req.subject,
                 occurred_on=on,
                 visibility=req.visibility,

@@ -98,7 +98,9 @@ class FundLevyAssessed(Body):
 
     fund_code: Code
     payer: Party
-    period: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}(-Q[1-4]|-[01][0-9])?$")]
+    period: Annotated[
+        str, msgspec.Meta(pattern=r"^(19|2[0-9])[0-9]{2}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")
+    ]
     amount: Amount
     reference: ShortText
     reduction: Amount | None = None

@@ -37,7 +37,7 @@ from ledger import annual_report as ar
 from ledger import kinds as k
 from ledger.books import load_books
 from ledger.canonical import canonical_bytes
-from ledger.entries import NewEntry
+from ledger.entries import NewEntry, validation_error
 from ledger.errors import Conflict, ErrorList, FieldError, InvalidInput, NotFound
 from ledger.sequencer import Receipt, append_entries
 from ledger.workdays import (
@@ -574,8 +574,10 @@ async def record_event(
             raise InvalidInput(f"unknown event {data.event!r}", [FieldError("$.event", "unknown")])
         try:
             body = msgspec.convert(msgspec.to_builtins(body), type(body))
-        except msgspec.ValidationError as exc:
-            raise InvalidInput(f"The event does not validate: {exc}", []) from None
+        except msgspec.ValidationError as exc:  # the body's fields are the event's own
+            raise InvalidInput(
+                "The event does not validate", [validation_error(exc, "$")]
+            ) from None
         entry = _system_entry(org, kind, code_hash, today, body)
         entry = dataclasses.replace(entry, actor=actor)
         receipt = await _append(conn, entry)

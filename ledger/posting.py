@@ -45,7 +45,7 @@ async def post_entries(
             return receipts
     except LedgerError as exc:
         position = getattr(exc, "position", None)
-        if position is None or len(entries) == 1:
+        if position is None:
             raise
         prefix = f"$.entries[{position}]"
         exc.detail = f"Entry {position} of the batch: {exc.detail}"

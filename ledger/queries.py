@@ -176,11 +176,18 @@ async def list_entries(
     return items, next_cursor
 
 
-async def stream_entries(
-    pool: asyncpg.Pool, org: str, flt: EntryFilter, *, staff: bool
+def stream_entries(
+    pool: asyncpg.Pool, org: str, flt: EntryFilter, *, staff: bool, cursor: str | None = None
 ) -> AsyncIterator[EntryView]:
-    """Every matching entry, read through a server-side cursor: constant memory."""
-    sql, args = _entries_sql(org, flt, staff=staff, cursor=None, limit=None)
+    """Every matching entry (after ``cursor``, a page's ``next_cursor``), read through a
+    server-side cursor: constant memory. A bad cursor raises here, before any row."""
+    sql, args = _entries_sql(org, flt, staff=staff, cursor=cursor, limit=None)
+    return _stream(pool, org, sql, args, staff)
+
+
+async def _stream(
+    pool: asyncpg.Pool, org: str, sql: str, args: list[Any], staff: bool
+) -> AsyncIterator[EntryView]:
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         async for row in conn.cursor(sql, *args, prefetch=STREAM_PREFETCH):
             yield _view(org, row, staff)

@@ -409,7 +409,13 @@ async def append_entries(
         openers: list[NewEntry] = []
     else:  # a log to open, or one this process has not seen yet
         await conn.execute(_LOCK_ORGS, orgs)
-        openers, heads = await _heads_of(conn, keys, (now or dt.datetime.now(dt.UTC)).year)
+        try:
+            openers, heads = await _heads_of(conn, keys, (now or dt.datetime.now(dt.UTC)).year)
+        except Conflict as exc:  # a log too far ahead: name the first entry dated in it
+            logs = [f"{e.org}/{e.year}" for e in entries]
+            if exc.extra.get("log") in logs:
+                exc.position = logs.index(exc.extra["log"])  # type: ignore[attr-defined]
+            raise
     for key in keys:
         if heads[key].closed:
             org, year = key

@@ -8,6 +8,8 @@ import asyncpg
 import pytest
 
 from tests.conftest import Org, fund_entry
+from tests.test_levy import assessment
+from tests.test_projects_procurement import tender
 
 
 def receipt(**body: Any) -> dict[str, Any]:
@@ -303,3 +305,89 @@ async def test_nul_in_an_opinion_s_contact_e_mail_is_422(client: Any, org: Org) 
     )
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["path"] == "$.contact.email"
+
+
+async def test_a_batch_of_one_names_its_entry(client: Any, org: Org, pool: asyncpg.Pool) -> None:
+    base = f"/api/v1/orgs/{org.code}"
+    r = await client.post(
+        f"{base}/entries/batch", json={"entries": [receipt(fund_code="NOPE")]}, headers=org.auth()
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == "$.entries[0].body.fund_code", r.text
+    assert r.json()["entry"] == 0
+    await _assert_nothing_written(pool, org)
+
+
+async def test_a_batch_entry_too_far_ahead_is_named(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    far = fund_entry("FAR", on="2099-01-02")
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch",
+        json={"entries": [fund_entry("PWF"), far]},
+        headers=org.auth(),
+    )
+    assert r.status_code == 409, r.text
+    assert r.json()["entry"] == 1, r.text
+    assert r.json()["log"] == f"{org.code}/2099"
+    await _assert_nothing_written(pool, org)
+
+
+async def test_an_empty_idempotency_key_is_422(client: Any, org: Org, pool: asyncpg.Pool) -> None:
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries",
+        json=fund_entry("PWF"),
+        headers={**org.auth(), "Idempotency-Key": ""},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"].startswith("header."), r.text
+    await _assert_nothing_written(pool, org)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+async def test_an_export_checks_its_cursor_and_resumes_after_it(
+    client: Any, org: Org, fmt: str
+) -> None:
+    base = f"/api/v1/orgs/{org.code}"
+    for code in ("A1", "A2", "A3"):
+        assert (await _post(client, org, fund_entry(code))).status_code == 201
+    r = await client.get(f"{base}/entries?format={fmt}&cursor=!!", headers=org.auth())
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == "query.cursor"
+    page = (await client.get(f"{base}/entries?limit=1", headers=org.auth())).json()
+    r = await client.get(
+        f"{base}/entries?format={fmt}&cursor={page['next_cursor']}", headers=org.auth()
+    )
+    assert r.status_code == 200, r.text
+    rows = [line for line in r.text.splitlines() if line]
+    assert len(rows) == (3 if fmt == "csv" else 2), r.text  # csv: a header line
+    assert "fund/A1" not in r.text and "fund/A3" in r.text
+
+
+@pytest.mark.parametrize(
+    ("entry", "path"),
+    [
+        (tender("T-D1", start="0001-01-01"), "body.period.start"),
+        (tender("T-D2", end="9999-12-31"), "body.period.end"),
+        (assessment("E1", "10.00", deferred_until="3000-01-01"), "body.deferred_until"),
+        (assessment("E2", "10.00", period="2026-13"), "body.period"),
+        (assessment("E3", "10.00", period="0000"), "body.period"),
+    ],
+)
+async def test_a_date_in_a_body_outside_1900_to_2999_is_422(
+    client: Any, org: Org, pool: asyncpg.Pool, entry: dict[str, Any], path: str
+) -> None:
+    """Dates inside a body are held to occurred_on's years (they were taken as they
+    came: 0001-01-01, 9999-12-31), and a levy period to a month that exists; on a
+    single post and in a batch (whose fast decoder must not let them through)."""
+    r = await _post(client, org, entry)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == f"$.{path}", r.text
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries/batch",
+        json={"entries": [fund_entry("PWF"), entry]},
+        headers=org.auth(),
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == f"$.entries[1].{path}", r.text
+    await _assert_nothing_written(pool, org)

@@ -927,3 +927,20 @@ async def test_erasure_keeps_verification_intact(
     )
     assert r.status_code == 201
     assert r.json()["tracking_code"] != code
+
+
+async def test_an_event_field_that_does_not_validate_is_named(client: Any, org: Org) -> None:
+    """An event's text fields are checked as its entry's body: a failure names the
+    field (it came back with no path)."""
+    code = (await submit(client, org))["tracking_code"]
+    for fields, path in [
+        ({"what": "a\u0000"}, "$.what"),
+        ({"what": "x" * 2001}, "$.what"),
+    ]:
+        r = await client.post(
+            f"{API}/orgs/{org.code}/opinions/{code}/events",
+            json={"event": "request_supplement", **fields},
+            headers=org.auth(),
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["path"] == path, r.text

@@ -102,6 +102,13 @@ async def _download(client: Any, org: Org, variant: str, tmp: Path) -> Path:
     return path
 
 
+def _ocds_package(path: Path, org: Org) -> Any:
+    with zipfile.ZipFile(path) as z:
+        return json.loads(
+            z.read(f"gongkai-{org.code}-2025/data/procurement/ocds-release-package.json")
+        )
+
+
 def _verify(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     with zipfile.ZipFile(path) as z:
         source = z.read(next(n for n in z.namelist() if n.endswith("/data/verify.py")))
@@ -247,10 +254,7 @@ async def test_the_bundles_ocds_package_is_valid_ocds_1_1_5(client: Any, tmp_pat
     await _close(client, org)
     for variant in ("full", "public"):
         path = await _download(client, org, variant, tmp_path)
-        with zipfile.ZipFile(path) as z:
-            package = json.loads(
-                z.read(f"gongkai-{org.code}-2025/data/procurement/ocds-release-package.json")
-            )
+        package = _ocds_package(path, org)
         errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(package)]
         assert not errors, errors[:5]
 
@@ -486,3 +490,20 @@ async def test_a_closed_year_with_opinions_verifies_offline(
         with zipfile.ZipFile(path) as z:
             lines = z.read(f"gongkai-{org.code}-2025/data/opinions.ndjson").splitlines()
         assert ("personal_data" in lines[0].decode()) == (variant == "full")
+
+
+async def test_a_year_without_procurement_carries_an_empty_ocds_package(
+    client: Any, tmp_path: Path
+) -> None:
+    """SPEC §7 lists the package among the payload: it is there for every year; with
+    no procurement its ``releases`` is empty, and the bundle verifies."""
+    org = await make_org("c")
+    await post(client, org, [fund_entry("PWF", on="2025-01-02"), receipt("10.00", "2025-02-01")])
+    await _close(client, org)
+    for variant in ("full", "public"):
+        path = await _download(client, org, variant, tmp_path)
+        package = _ocds_package(path, org)
+        assert package["releases"] == []
+        assert {"uri", "publisher", "publishedDate", "version"} <= package.keys()
+        out = _verify(path)
+        assert out.returncode == 0, out.stdout + out.stderr
