@@ -27,7 +27,7 @@ from api.schemas import (
     FundSummaryOut,
     InclusionProofOut,
     LeavesOut,
-    LevyPayerOut,
+    LevyPayersOut,
     LogOut,
     OrgDetailOut,
     OrgOut,
@@ -386,13 +386,15 @@ async def get_levy_payers(
     org: OrgCode,
     code: ItemCode,
     year: Annotated[int, Parameter(ge=1900, le=2999)],
-) -> list[LevyPayerOut]:
+) -> LevyPayersOut:
     staff = await _staff(request, org)
-    rt = runtime(request)
-    rows = await queries.levy_by_payer(
-        rt.pool if staff else rt.read_pool, org, code, year=year, staff=staff
-    )
-    return [msgspec.convert(r, LevyPayerOut) for r in rows]
+    pool, signer = _signer(request, staff)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        payers = await summaries.levy_payers(
+            conn, org, code, year=year, staff=staff, signer=signer,
+            origin=runtime(request).settings.origin,
+        )  # fmt: skip
+    return msgspec.convert(payers, LevyPayersOut, from_attributes=True)
 
 
 ROUTES = [

@@ -265,3 +265,17 @@ class LevyPayerOut(msgspec.Struct):
     collected: Annotated[str, Meta(description="Receipts from the payer into the fund, the year")]
     outstanding: str
     deferred_until: Annotated[str | None, Meta(description="Latest deferral (缓缴) granted")]
+
+
+class LevyPayersOut(msgspec.Struct):
+    """A pollution-levy fund's payers for a year, and the log heads it was read at."""
+
+    org: str
+    fund_code: str
+    year: int
+    scope: Annotated[str, Meta(description="all (staff) or public (approved entries only)")]
+    payers: list[LevyPayerOut]
+    as_of: AsOfOut
+    reviews_as_of: Annotated[
+        list[AsOfOut], Meta(description="Later logs whose reviews the public numbers count")
+    ]

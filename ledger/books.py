@@ -856,7 +856,10 @@ def _procurement_amendment(b: Books, s: Sequenced) -> None:
     if changes.value is not None:
         tender.value = to_fen(changes.value.amount)
     if changes.period is not None:
-        tender.start, tender.end = changes.period.start, changes.period.end
+        if changes.period.start is None and changes.period.end is None:
+            raise _invalid("$.body.changes.period", "give the new start, the new end, or both")
+        tender.start = changes.period.start or tender.start
+        tender.end = changes.period.end or tender.end
     if tender.end < tender.start:
         raise _invalid("$.body.changes.period", "the tender period ends before it starts")
     tender.dirty = True

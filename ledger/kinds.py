@@ -204,12 +204,19 @@ class ProcurementContract(Body):
     signed_on: dt.date
 
 
+class PeriodChange(Body):
+    """A tender period's new start, its new end, or both."""
+
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+
 class AmendmentChanges(Body):
     """What an amendment changes in the tender; at least one field."""
 
     title: Name | None = None
     value: Value | None = None
-    period: Period | None = None
+    period: PeriodChange | None = None
     description: Text | None = None
 
 

@@ -26,6 +26,7 @@ from ledger.checkpoint import Checkpoint, NoteSigner
 from ledger.errors import FieldError, InvalidInput, NotFound
 from ledger.logs import Conn
 from ledger.money import from_fen
+from ledger.queries import levy_by_payer
 from ledger.tree import EMPTY_ROOT
 
 Period = Literal["month", "quarter", "year"]
@@ -330,6 +331,42 @@ async def procurement_summary(
         median_days_to_award=str(statistics.median(days)) if days else None,
         pending=None if staff else pending,
         withheld=None if staff else withheld,
+        as_of=as_of,
+        reviews_as_of=later if not staff else [],
+    )
+
+
+@dataclass(frozen=True)
+class LevyPayers:
+    org: str
+    fund_code: str
+    year: int
+    scope: str
+    payers: list[dict[str, Any]]
+    as_of: AsOf
+    reviews_as_of: list[AsOf] = field(default_factory=list)
+
+
+async def levy_payers(
+    conn: asyncpg.Connection,
+    org: str,
+    fund_code: str,
+    *,
+    year: int,
+    staff: bool,
+    signer: NoteSigner | None,
+    origin: str,
+) -> LevyPayers:
+    """A pollution-levy fund's payers for ``year`` (``queries.levy_by_payer``), with the
+    log heads they were computed from. MUST run in a REPEATABLE READ transaction."""
+    payers = await levy_by_payer(conn, org, fund_code, year=year, staff=staff)
+    as_of, later = await snapshot_as_of(conn, org, year, signer, origin)
+    return LevyPayers(
+        org=org,
+        fund_code=fund_code,
+        year=year,
+        scope="all" if staff else "public",
+        payers=payers,
         as_of=as_of,
         reviews_as_of=later if not staff else [],
     )

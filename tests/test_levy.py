@@ -49,7 +49,12 @@ async def test_assessed_reduced_collected_outstanding_per_payer(client: Any, org
         f"/api/v1/orgs/{org.code}/funds/PWF/payers?year=2026", headers=org.auth("auditor")
     )
     assert r.status_code == 200, r.text
-    p1, p2 = r.json()
+    p1, p2 = r.json()["payers"]
+    # Like every summary, it says what it was computed from (SPEC §6).
+    assert r.json()["as_of"]["log"] == f"{org.code}/2026"
+    assert r.json()["as_of"]["tree_size"] == 4
+    assert r.json()["as_of"]["checkpoint"].startswith(f"test.gongkai.local/{org.code}/2026\n4\n")
+    assert r.json()["scope"] == "all"
     assert (p1["assessed"], p1["reduced"], p1["due"], p1["collected"], p1["outstanding"]) == (
         "1000.00", "100.00", "900.00", "600.00", "300.00",
     )  # fmt: skip
@@ -62,7 +67,8 @@ async def test_public_sees_approved_assessments_only(client: Any, org: Org) -> N
     rs = await post(client, org, [assessment("P1", "1000.00"), assessment("P2", "300.00")])
     await approve(client, org, rs[0])
     r = await client.get(f"/api/v1/orgs/{org.code}/funds/PWF/payers?year=2026")
-    assert [p["payer_id"] for p in r.json()] == ["P1"]
+    assert [p["payer_id"] for p in r.json()["payers"]] == ["P1"]
+    assert r.json()["scope"] == "public"
 
 
 async def test_reduction_beyond_the_assessment_or_without_basis_is_422(

@@ -367,6 +367,28 @@ async def test_amended_period_admits_a_later_bid(client: Any, org: Org) -> None:
     )
 
 
+async def test_an_amendment_may_move_only_the_period_s_end(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """``changes.period`` takes the new start, the new end, or both (a deadline
+    extended is the common amendment); an empty one changes nothing and is refused."""
+    await posted(
+        client,
+        org,
+        tender("T-1"),
+        amendment("T-1", {"period": {"end": "2026-05-15"}}),
+        bid("T-1", "S1", on="2026-05-10"),
+    )
+    r = await post(client, org, bid("T-1", "S2", on="2026-05-16"))
+    assert r.status_code == 409, r.text
+    r = await post(client, org, amendment("T-1", {"period": {"start": "2026-06-01"}}))
+    assert r.status_code == 422, r.text  # would end before it starts
+    assert r.json()["errors"][0]["path"] == "$.body.changes.period"
+    r = await post(client, org, amendment("T-1", {"period": {}}))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == "$.body.changes.period"
+
+
 async def test_bid_on_a_cancelled_tender_is_409(client: Any, org: Org, pool: asyncpg.Pool) -> None:
     await posted(client, org, tender("T-1"), cancelled("T-1"))
     r = await post(client, org, bid("T-1", "S1"))
