@@ -9,7 +9,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Litestar, Request, Router, get
+import msgspec
+from litestar import Litestar, Request, Response, Router, get
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -17,7 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
 
 from api import archives, opinions, public, staff
-from api.openapi import TruthfulJsonRenderPlugin
+from api.openapi import TruthfulJsonRenderPlugin, patch_openapi
 from api.problems import EXCEPTION_HANDLERS, ApiRequest
 from api.runtime import Runtime, runtime, settle_heap
 from api.schemas import HealthOut
@@ -67,6 +68,30 @@ async def metrics(request: Request[Any, Any, Any]) -> str:
     sizes = [(r["org"], r["year"], r["size"]) for r in rows]
     result: str = request.app.state.metrics.render(sizes)
     return result
+
+
+# The service routes and the OpenAPI document answer under the API's prefix too
+# (SPEC §6 lists them in the section whose routes carry /api/v1), outside the schema.
+@get("/api/v1/healthz", include_in_schema=False)
+async def healthz_v1() -> HealthOut:
+    return await healthz.fn()
+
+
+@get("/api/v1/readyz", include_in_schema=False)
+async def readyz_v1(request: Request[Any, Any, Any]) -> HealthOut:
+    return await readyz.fn(request)
+
+
+@get("/api/v1/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
+async def metrics_v1(request: Request[Any, Any, Any]) -> str:
+    result: str = await metrics.fn(request)
+    return result
+
+
+@get("/api/v1/schema/openapi.json", include_in_schema=False)
+async def openapi_v1(request: Request[Any, Any, Any]) -> Response[bytes]:
+    doc = patch_openapi(request.app.openapi_schema.to_schema())
+    return Response(msgspec.json.encode(doc), media_type="application/vnd.oai.openapi+json")
 
 
 class ServiceUnavailable(LedgerError):
@@ -134,7 +159,16 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
     stats = Metrics()
     limiter = RateLimiter(settings.public_rate_limit)
     return Litestar(
-        route_handlers=[api_v1, healthz, readyz, metrics],
+        route_handlers=[
+            api_v1,
+            healthz,
+            readyz,
+            metrics,
+            healthz_v1,
+            readyz_v1,
+            metrics_v1,
+            openapi_v1,
+        ],
         lifespan=[lifespan],
         state=State(
             {"metrics": stats, "opinion_limiter": RateLimiter(settings.opinion_rate_limit)}

@@ -20,3 +20,20 @@ async def test_openapi_document_describes_entry_bodies(client: Any) -> None:
     assert "fund.receipt" in kinds and "review.approved" not in kinds
     assert "FundReceipt" in doc["components"]["schemas"]
     assert "200" in post["responses"] and "201" in post["responses"]
+
+
+async def test_the_service_routes_answer_under_the_api_prefix_too(client: Any) -> None:
+    """SPEC §6 lists them in the section of /api/v1 routes: both paths answer the same,
+    and the aliases stay out of the document (no operation listed twice)."""
+    root = (await client.get("/schema/openapi.json")).json()
+    r = await client.get("/api/v1/schema/openapi.json")
+    assert r.status_code == 200, r.text
+    assert r.json() == root
+    assert not any(p.startswith("/api/v1/healthz") for p in root["paths"])
+    for path in ("healthz", "readyz"):
+        r = await client.get(f"/api/v1/{path}")
+        assert r.status_code == 200, r.text
+        assert r.json() == (await client.get(f"/{path}")).json()
+    r = await client.get("/api/v1/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain"), r.text
+    assert "gongkai_" in r.text
