@@ -124,8 +124,12 @@ class PendingOut(msgspec.Struct):
 
 
 class PendingList(msgspec.Struct):
-    items: list[PendingOut]
-    overdue: int
+    items: Annotated[list[PendingOut], Meta(description="Oldest first; up to limit of them")]
+    total: Annotated[int, Meta(description="Entries awaiting review, on every page")]
+    overdue: Annotated[int, Meta(description="Of those, pending over 20 working days")]
+    next_cursor: Annotated[
+        str | None, Meta(description="Pass as cursor for the next page; null at the end")
+    ]
 
 
 class FundOut(msgspec.Struct, omit_defaults=True):

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter, JSONBody
+from litestar.params import HeaderParameter, JSONBody, Parameter
 
 from api.auth import require
 from api.params import NO_NUL, NonNeg, OrgCode, Year
@@ -141,9 +141,17 @@ async def review(
     summary="Entries awaiting review, with their age in working days",
     tags=["staff"],
 )
-async def pending(request: Request[Any, Any, Any], org: OrgCode) -> PendingList:
+async def pending(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    cursor: Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 1000,
+) -> PendingList:
     await require(request, org, STAFF)
-    items = await pending_entries(runtime(request).pool, org, china_today(), WorkCalendar())
+    page = await pending_entries(
+        runtime(request).pool, org, china_today(), WorkCalendar(), limit=limit, cursor=cursor
+    )
+    items = page.items
     return PendingList(
         items=[
             PendingOut(
@@ -158,7 +166,9 @@ async def pending(request: Request[Any, Any, Any], org: OrgCode) -> PendingList:
             )
             for p in items
         ],
-        overdue=sum(p.overdue for p in items),
+        total=page.total,
+        overdue=page.overdue,
+        next_cursor=page.next_cursor,
     )
 
 

@@ -219,24 +219,82 @@ class PendingEntry:
     overdue: bool
 
 
-async def pending_entries(
-    conn: asyncpg.Connection | asyncpg.Pool, org: str, today: dt.date, calendar: Any
-) -> list[PendingEntry]:
-    """Public entries awaiting review, oldest first, with their age in working days."""
-    rows = await conn.fetch(
-        """
+@dataclass(frozen=True)
+class PendingPage:
+    items: list[PendingEntry]
+    total: int  # every entry awaiting review, this page's and the others
+    overdue: int  # of those, how many are past PROACTIVE_DISCLOSURE_DAYS
+    next_cursor: str | None
+
+
+def _overdue_before(today: dt.date, calendar: Any) -> dt.datetime:
+    """The moment before which a recorded entry is overdue on ``today``: the start
+    (China time) of the day after the latest date over PROACTIVE_DISCLOSURE_DAYS
+    working days before it."""
+    day = today
+    while calendar.working_days_between(day, today) <= PROACTIVE_DISCLOSURE_DAYS:
+        day -= dt.timedelta(days=1)
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), CHINA)
+
+
+def _pending_cursor(recorded_at: dt.datetime, year: int, index: int) -> str:
+    micros = (recorded_at - _EPOCH) // dt.timedelta(microseconds=1)
+    raw = struct.pack(">qiq", micros, year, index)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _pending_after(cursor: str) -> tuple[dt.datetime, int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        micros, year, index = struct.unpack(">qiq", raw)
+        return _EPOCH + dt.timedelta(microseconds=micros), int(year), int(index)
+    except (ValueError, OverflowError, struct.error):
+        raise InvalidInput(
+            f"Bad cursor {cursor!r}: use next_cursor as given",
+            [FieldError("query.cursor", "not a cursor this service gave")],
+        ) from None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+_PENDING = """
+    WITH pending AS MATERIALIZED (
         SELECT l.year, l.idx, l.kind, l.subject, l.actor, l.recorded_at
         FROM leaves l
-        LEFT JOIN reviews r ON r.org = l.org AND r.target_year = l.year AND r.target_index = l.idx
+        LEFT JOIN reviews r
+               ON r.org = l.org AND r.target_year = l.year AND r.target_index = l.idx
         WHERE l.org = $1 AND l.visibility = 'public' AND r.org IS NULL
           AND NOT l.kind = ANY($2)
-        ORDER BY l.recorded_at, l.year, l.idx
-        """,
-        org,
-        _SYSTEM,
     )
+    SELECT p.*, (SELECT count(*) FROM pending) AS total,
+           (SELECT count(*) FROM pending WHERE recorded_at < $3) AS overdue
+    FROM (SELECT 1) one
+    LEFT JOIN pending p ON (p.recorded_at, p.year, p.idx) > ($4, $5, $6)
+    ORDER BY p.recorded_at, p.year, p.idx
+    LIMIT $7
+"""
+
+
+async def pending_entries(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    org: str,
+    today: dt.date,
+    calendar: Any,
+    *,
+    limit: int = 1000,
+    cursor: str | None = None,
+) -> PendingPage:
+    """Public entries awaiting review, oldest first, with their age in working days:
+    ``limit`` of them after ``cursor`` (a page's ``next_cursor``), and how many are
+    pending and overdue in all."""
+    after = _pending_after(cursor) if cursor is not None else (_EPOCH, 0, -1)
+    rows = await conn.fetch(
+        _PENDING, org, _SYSTEM, _overdue_before(today, calendar), *after, limit + 1
+    )
+    total, overdue = (rows[0]["total"], rows[0]["overdue"]) if rows else (0, 0)
+    rows = [r for r in rows if r["idx"] is not None]  # none left: the one empty row
     out = []
-    for r in rows:
+    for r in rows[:limit]:
         recorded = r["recorded_at"].astimezone(CHINA).date()
         age = calendar.working_days_between(recorded, today)
         out.append(
@@ -251,7 +309,9 @@ async def pending_entries(
                 age > PROACTIVE_DISCLOSURE_DAYS,
             )
         )
-    return out
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = _pending_cursor(last["recorded_at"], last["year"], last["idx"]) if last else None
+    return PendingPage(out, total, overdue, next_cursor)
 
 
 #: Proactive disclosure within 20 working days of the record being made.
