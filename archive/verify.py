@@ -82,6 +82,7 @@ import tarfile
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -2091,6 +2092,18 @@ def _check_consistency(bag: _Bag) -> str:
                 raise VerificationError(
                     f"{what}: the signed checkpoint is size {cp.size}, not this tree head"
                 )
+    # One proof for each quarter published in this log (at a size within it), none else.
+    published = sorted(
+        (leaf["body"].get("period"), leaf["body"].get("tree_size"))
+        for _, leaf in bag.disclosures
+        if type(leaf["body"].get("tree_size")) is int and 0 < leaf["body"]["tree_size"] <= n
+    )
+    proved = sorted((p.get("period"), p["size"]) for p in bag.proofs)
+    if proved != published:
+        raise VerificationError(
+            f"data/consistency.json proves the tree heads {proved}, but the log's "
+            f"disclosure.published leaves name {published}"
+        )
     signed = sum(1 for p in bag.proofs if p.get("checkpoint") is not None)
     return (
         f"{len(bag.proofs)} quarterly tree heads are prefixes of the final tree "
@@ -2120,18 +2133,42 @@ def _check_disclosures(bag: _Bag) -> str:
     return f"{len(bag.disclosures)} published disclosures match the hashes their leaves commit to"
 
 
+#: The payload files of a bag, besides summaries/*.csv (``_check_summaries``) and the
+#: quarters' disclosures/<year>-Q<n>.json (``_check_disclosures``).
+_PAYLOAD = {
+    "entries.ndjson", "checkpoint.txt", "vkey.txt", "consistency.json", "opinions.ndjson",
+    "annual-report.json", "procurement/ocds-release-package.json", "verify.py",
+    "summaries/datapackage.json",
+}  # fmt: skip
+
+
 def _check_documents(bag: _Bag) -> str:
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    for rel in _payload_files(bag):
+        name = rel.removeprefix("data/")
+        if name in _PAYLOAD or re.fullmatch(r"summaries/[^/]+\.csv", name):
+            continue
+        if re.fullmatch(rf"disclosures/{bag.year}-Q[1-4]\.json", name):
+            continue
+        raise VerificationError(f"{rel} is not a file a Gongkai bundle carries")
     done: list[str] = []
     opinions = bag.data("opinions.ndjson")
-    if opinions.is_file():
-        _check_opinions(bag, opinions)
-        done.append(f"opinions.ndjson ({len(bag.opinions)} events, as their leaves)")
+    if not opinions.is_file():
+        raise VerificationError("data/opinions.ndjson is missing")
+    _check_opinions(bag, opinions)
+    done.append(f"opinions.ndjson ({len(bag.opinions)} events, as their leaves)")
+    procurement = any(k.startswith("procurement.") for k in bag.summaries.kinds)
     for rel, key in (
         ("annual-report.json", None),
         ("procurement/ocds-release-package.json", "releases"),
     ):
         path = bag.data(rel)
         if not path.is_file():
+            # Bundles built before 2026-11-27 left out the package of a year without
+            # procurement; a year with procurement always had it.
+            if key is None or procurement:
+                raise VerificationError(f"data/{rel} is missing")
             continue
         try:
             doc = json.loads(path.read_bytes())
@@ -2222,6 +2259,17 @@ def _first_difference(name: str, got: bytes, want: bytes) -> str:
     )
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s object hook for a document compared as parsed: a key given
+    twice would hide its first value."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def _check_summaries(bag: _Bag) -> str:
     if not bag.entries_ok:
         raise _Skip("data/entries.ndjson did not verify")
@@ -2245,7 +2293,9 @@ def _check_summaries(bag: _Bag) -> str:
         if got != want:
             raise VerificationError(_first_difference(name, got, want))
     try:
-        package = json.loads((folder / "datapackage.json").read_bytes())
+        package = json.loads(
+            (folder / "datapackage.json").read_bytes(), object_pairs_hook=_no_duplicate_keys
+        )
     except FileNotFoundError:
         raise VerificationError("data/summaries/datapackage.json is missing") from None
     except ValueError as exc:
@@ -2277,10 +2327,38 @@ def _run(results: list[CheckResult], name: str, fn: Any, *args: Any) -> bool:
     return True
 
 
+#: The bag's top holds these tag files and data/, nothing else.
+_TAG_FILES = ("bagit.txt", "bag-info.txt", "manifest-sha256.txt", "tagmanifest-sha256.txt")
+
+
+def _check_layout(root: Path) -> str:
+    """Only directories and regular files anywhere (a FIFO would hang a reader, a
+    device or socket has no bytes to check), and at the top only the tag files and
+    data/."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            mode = os.lstat(full).st_mode
+            rel = full.relative_to(root).as_posix()
+            if stat.S_ISLNK(mode):
+                raise VerificationError(f"{rel} is a symbolic link")
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise VerificationError(f"{rel} is not a regular file or a directory")
+    for entry in sorted(root.iterdir()):
+        if entry.name not in (*_TAG_FILES, "data"):
+            raise VerificationError(
+                f"{entry.name} is not part of a Gongkai bag (its top holds "
+                f"{', '.join(_TAG_FILES)} and data/ only)"
+            )
+    return "directories and regular files only; the tag files and data/ at the top"
+
+
 def check_bag(bag_dir: Path, pinned_vkey: str | None = None) -> list[CheckResult]:
     """Run every check on an unpacked bag directory; one or more results per check."""
     bag = _Bag(Path(bag_dir))
     results: list[CheckResult] = []
+    if not _run(results, "layout", _check_layout, bag.root):
+        return results  # nothing is read from a bag whose files may not be files
     _run(results, "bag", _check_bag, bag)
     # Hashing every payload file takes as long as reading it: do it in a thread while
     # the entries are checked (hashlib lets other threads run), report it in its place.
@@ -2309,13 +2387,22 @@ def check_bag(bag_dir: Path, pinned_vkey: str | None = None) -> list[CheckResult
     return results
 
 
+#: What opening a damaged archive raises: a truncated .tar.gz (EOFError), a zip
+#: member that is encrypted (RuntimeError), compressed by an unknown method
+#: (NotImplementedError) or whose deflate data is broken (zlib.error).
+_UNOPENABLE = (
+    OSError, ValueError, zipfile.BadZipFile, tarfile.TarError, EOFError, RuntimeError,
+    NotImplementedError, zlib.error,
+)  # fmt: skip
+
+
 def verify_bag(path: Path, pinned_vkey: str | None = None) -> list[str]:
     """Verify a bag directory, .zip or .tar.gz; return failure messages (empty = verified)."""
     try:
         with open_bundle(Path(path)) as bag_dir:
             results = check_bag(bag_dir, pinned_vkey)
-    except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        return [f"bundle: cannot open {path}: {exc}"]
+    except _UNOPENABLE as exc:
+        return [f"bundle: cannot open {path}: {exc!r}"]
     return [f"{r.check}: {r.message}" for r in results if r.status == "FAIL"]
 
 
@@ -2347,8 +2434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open_bundle(args.bundle) as bag_dir:
             results = check_bag(bag_dir, pinned)
-    except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        print(f"FAIL bundle: cannot open {args.bundle}: {exc}", file=sys.stderr)
+    except _UNOPENABLE as exc:
+        print(f"FAIL bundle: cannot open {args.bundle}: {exc!r}", file=sys.stderr)
         return 2
     failed = [r for r in results if r.status == "FAIL"]
     for r in results:

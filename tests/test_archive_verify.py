@@ -50,7 +50,7 @@ LOG = f"{ORG}/{YEAR}"
 BUYER = {"id": "demo-county-gov", "name": "Demo County Government", "type": "government"}
 
 
-def _specs(disclosure_sha: str) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+def _specs(disclosure_sha: str, q2_sha: str) -> list[tuple[str, str, str, str, dict[str, Any]]]:
     """(kind, subject, occurred_on, visibility, body) of the synthetic log, in index order."""
     return [
         ("fund.opened", "fund:PL-01", "2026-01-02", "public",
@@ -104,6 +104,8 @@ def _specs(disclosure_sha: str) -> list[tuple[str, str, str, str, dict[str, Any]
           "commitment": hashlib.sha256(OPINION_SALT + canonical_bytes(OPINION)).hexdigest()}),
         ("opinion.accepted", f"opinion:{TRACKING}", "2026-07-02", "public",
          {"tracking_sha256": TRACKING}),
+        ("disclosure.published", "disclosure:2026-Q2", "2026-07-05", "public",
+         {"period": "2026-Q2", "summary_sha256": q2_sha, "tree_size": 13}),
     ]  # fmt: skip
 
 
@@ -179,7 +181,8 @@ def _write_manifests(bag: Path) -> None:
 def build_bundle(parent: Path, variant: str = "full", signer: NoteSigner | None = None) -> Bundle:
     signer = signer or NoteSigner(Ed25519PrivateKey.generate(), ORIGIN)
     disclosure = canonical_bytes({"period": "2026-Q1", "funds": [{"PL-01": "72500.50"}]})
-    specs = _specs(hashlib.sha256(disclosure).hexdigest())
+    q2 = canonical_bytes({"period": "2026-Q2", "funds": [{"PL-01": "72500.50"}]})
+    specs = _specs(hashlib.sha256(disclosure).hexdigest(), hashlib.sha256(q2).hexdigest())
     leaves = [_leaf(i, s) for i, s in enumerate(specs)]
     hashes = [leaf_hash(canonical_bytes(x)) for x in leaves]
     closed = _leaf(
@@ -222,6 +225,7 @@ def build_bundle(parent: Path, variant: str = "full", signer: NoteSigner | None 
     (data / "consistency.json").write_bytes(canonical_bytes(consistency))
     (data / "opinions.ndjson").write_bytes(_opinion_lines(leaves, variant))
     (data / "disclosures" / "2026-Q1.json").write_bytes(disclosure)
+    (data / "disclosures" / "2026-Q2.json").write_bytes(q2)
     (data / "annual-report.json").write_bytes(canonical_bytes({"year": YEAR}))
     ocds = {"uri": "x", "releases": [{"ocid": "ocds-x-T-1"}]}
     (data / "procurement" / "ocds-release-package.json").write_bytes(canonical_bytes(ocds))
@@ -464,7 +468,7 @@ def test_last_line_removed(full: Bundle) -> None:
     lines = _entries(full.path)
     _set_entries(full.path, lines[:-1])
     fails = _fails(full.path)
-    assert "17 lines but the signed checkpoint has size 18" in _only(fails, "root")
+    assert "18 lines but the signed checkpoint has size 19" in _only(fails, "root")
     assert "not year.closed" in _only(fails, "year.closed")
 
 
@@ -1142,3 +1146,101 @@ def test_erased_personal_data_still_verifies(full: Bundle) -> None:
     lines[0]["personal_data"] = {"erased": True}
     _set_opinions(full.path, lines)
     assert _fails(full.path) == []
+
+
+# --- what a bag may hold (found by an adversarial review) ----------------------------
+
+
+def test_a_fifo_in_the_bag_fails_the_layout_without_reading_anything(full: Bundle) -> None:
+    """A FIFO where a file should be made the verifier wait for ever."""
+    (full.path / "data/annual-report.json").unlink()
+    os.mkfifo(full.path / "data/annual-report.json")
+    fails = _fails(full.path)
+    assert fails == ["layout: data/annual-report.json is not a regular file or a directory"], fails
+
+
+@pytest.mark.parametrize(
+    ("change", "check", "words"),
+    [
+        (lambda bag: (bag / "README-evil.txt").write_text("x"), "layout", "README-evil.txt"),
+        (lambda bag: (bag / "data/evil.sh").write_text("x"), "documents", "data/evil.sh"),
+        (
+            lambda bag: (bag / "data/disclosures/2026-Q5.json").write_text("{}"),
+            "documents",
+            "data/disclosures/2026-Q5.json",
+        ),
+        (lambda bag: (bag / "data/opinions.ndjson").unlink(), "documents", "opinions.ndjson"),
+        (
+            lambda bag: (bag / "data/procurement/ocds-release-package.json").unlink(),
+            "documents",
+            "ocds-release-package.json is missing",
+        ),
+        (lambda bag: (bag / "data/annual-report.json").unlink(), "documents", "annual-report"),
+        (
+            lambda bag: (bag / "data/summaries/datapackage.json").write_bytes(
+                b'{"name":"FORGED",' + (bag / "data/summaries/datapackage.json").read_bytes()[1:]
+            ),
+            "summaries",
+            "appears twice",
+        ),
+    ],
+    ids=[
+        "top-level file",
+        "payload file",
+        "fifth quarter",
+        "no opinions",
+        "no ocds",
+        "no annual report",
+        "duplicate key",
+    ],
+)
+def test_a_file_added_or_removed_with_the_manifests_rewritten_fails(
+    full: Bundle, change: Any, check: str, words: str
+) -> None:
+    """The manifests say only that the files are the ones listed: what a bag must
+    and may hold is the verifier's to know."""
+    change(full.path)
+    _write_manifests(full.path)
+    fails = _fails(full.path)
+    assert any(f.startswith(f"{check}: ") and words in f for f in fails), fails
+
+
+def test_consistency_must_prove_every_published_quarter(full: Bundle) -> None:
+    path = full.path / "data/consistency.json"
+    doc = json.loads(path.read_bytes())
+    doc["proofs"] = doc["proofs"][:1]
+    path.write_bytes(canonical_bytes(doc))
+    _write_manifests(full.path)
+    msg = _only(_fails(full.path), "consistency")
+    assert "('2026-Q2', 13)" in msg, msg
+
+
+@pytest.mark.parametrize("damage", ["truncated tar.gz", "encrypted zip member"])
+def test_a_damaged_archive_is_a_clean_failure(full: Bundle, tmp_path: Path, damage: str) -> None:
+    """Errors of the archive libraries besides their own (EOFError, RuntimeError, …)
+    came out as a traceback."""
+    if damage == "truncated tar.gz":
+        path = tmp_path / "bundle.tar.gz"
+        with tarfile.open(path, "w:gz") as tf:
+            tf.add(full.path, arcname=full.path.name)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path = tmp_path / "bundle.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for p in sorted(full.path.rglob("*")):
+                zf.write(p, p.relative_to(full.path.parent).as_posix())
+        raw = bytearray(path.read_bytes())
+        at = raw.index(b"PK\x01\x02")  # the central directory's first entry
+        while not raw[at + 46 : at + 46 + raw[at + 28]].endswith(b"bagit.txt"):
+            at = raw.index(b"PK\x01\x02", at + 4)
+        raw[at + 8] |= 1  # bagit.txt's "encrypted" flag
+        path.write_bytes(bytes(raw))
+    fails = _fails(path)
+    assert len(fails) == 1 and fails[0].startswith("bundle: cannot open"), fails
+    out = subprocess.run(
+        [sys.executable, "-I", str(VERIFY_PY), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
