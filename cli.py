@@ -143,7 +143,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             with open(args.vkey, encoding="utf-8") as f:
                 vkey = f.read().strip()
         else:
-            vkey = signer_for(settings.signing_key, settings.key_name).vkey()
+            vkey = signer_for(settings.signing_key, settings.key_name, create=False).vkey()
         verifier = NoteVerifier.from_vkey(vkey)
         conn = await asyncpg.connect(dsn)
         try:
@@ -212,7 +212,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 pool,
                 args.org,
                 args.quarter,
-                signer=signer_for(settings.signing_key, settings.key_name),
+                signer=signer_for(settings.signing_key, settings.key_name, create=False),
                 origin=settings.origin,
                 today=china_today(),
                 actor="cli",
@@ -220,7 +220,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
             from ledger.logs import sign_due
 
             await sign_due(
-                pool, signer_for(settings.signing_key, settings.key_name), settings.origin
+                pool,
+                signer_for(settings.signing_key, settings.key_name, create=False),
+                settings.origin,
             )
         finally:
             await pool.close()
@@ -239,7 +241,7 @@ def cmd_archive_build(args: argparse.Namespace) -> int:
 
     async def run(dsn: str, settings: Settings) -> int:
         await db.migrate()
-        signer = signer_for(settings.signing_key, settings.key_name)
+        signer = signer_for(settings.signing_key, settings.key_name, create=False)
         conn = await asyncpg.connect(dsn)
         helper = None
         try:
@@ -258,7 +260,12 @@ def cmd_archive_build(args: argparse.Namespace) -> int:
                     out = Path(args.out)
                     out.mkdir(parents=True, exist_ok=True)
                     target = out / f"gongkai-{args.org}-{args.year}-{variant}.zip"
-                    shutil.copyfile(built.path, target)
+                    partial = target.with_name(f".{target.name}.partial")
+                    try:  # under a temporary name: never a truncated zip under its own
+                        shutil.copyfile(built.path, partial)
+                        partial.replace(target)
+                    finally:
+                        partial.unlink(missing_ok=True)
                 print(f"{variant}: {target}  sha256 {built.sha256}  {built.size} bytes")
         finally:
             if helper is not None:
@@ -320,13 +327,30 @@ def _json_logs() -> None:
         logging.getLogger("gongkai.access").setLevel(logging.WARNING)
 
 
+def _bounded(name: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name} must be {low} to {high}, not {value}")
+        return value
+
+    return parse
+
+
+_year = _bounded("a year", 1900, 2999)
+_port = _bounded("a port", 1, 65535)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gongkai", description="Gongkai disclosure ledger")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="migrate, then serve the API")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=_port, default=8000)
     s.add_argument("--demo", action="store_true", help="load the demo data set first")
     s.set_defaults(fn=cmd_serve)
 
@@ -348,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("verify", help="recompute every leaf hash and root; check checkpoints")
     s.add_argument("--org")
-    s.add_argument("--year", type=int)
+    s.add_argument("--year", type=_year)
     s.add_argument("--vkey", help="verifier key file (default: from the signing key)")
     s.set_defaults(fn=cmd_verify)
     arc = sub.add_parser("archive", help="year-end archive bundles").add_subparsers(
@@ -356,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s = arc.add_parser("build", help="build the year's bundle (the year must be closed)")
     s.add_argument("--org", required=True)
-    s.add_argument("--year", type=int, required=True)
+    s.add_argument("--year", type=_year, required=True)
     s.add_argument("--out", help="also copy the bundle(s) into this folder")
     s.add_argument("--variant", choices=["full", "public", "both"], default="both")
     s.set_defaults(fn=cmd_archive_build)
@@ -404,7 +428,39 @@ def main(argv: list[str] | None = None) -> int:
     except LedgerError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the environment, not the ledger: one line, no traceback
+        what = _environment_error(exc)
+        if what is None:
+            raise
+        print(f"error: {what}", file=sys.stderr)
+        return 2
     return code
+
+
+def _environment_error(exc: Exception) -> str | None:
+    """What to say of a failure of the command's surroundings (the database, a file,
+    a key): None for anything else, which is a bug and keeps its traceback."""
+    import json
+    import socket
+
+    import asyncpg
+
+    from ledger.checkpoint import NoteError
+
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return f"the database refused: {exc}"
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return f"cannot reach the database: {exc}"
+    if isinstance(exc, OSError):  # a file, a folder, the disk; or several failed connects
+        return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | NoteError):
+        return f"not a valid file: {exc}"
+    if isinstance(exc, ValueError):  # a DSN that does not parse, a key that is no key
+        return f"invalid value: {exc}"
+    return None
 
 
 if __name__ == "__main__":

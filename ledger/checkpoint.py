@@ -43,6 +43,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from ledger.errors import NotFound
+
 __all__ = [
     "ALG_ED25519",
     "Checkpoint",
@@ -427,6 +429,17 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
     return _load_signing_key(path, path.read_bytes())
 
 
-def signer_for(path: Path, key_name: str) -> NoteSigner:
-    """A :class:`NoteSigner` named ``key_name`` using the key stored at ``path``."""
+def signer_for(path: Path, key_name: str, *, create: bool = True) -> NoteSigner:
+    """A :class:`NoteSigner` named ``key_name`` using the key stored at ``path``.
+
+    ``create=False`` (every command but the server's start) refuses to make a key
+    where there is none: a new key would sign the instance's logs with a key no
+    verifier knows, and a checkpoint once signed cannot be taken back.
+    """
+    if not create and not Path(path).exists():
+        raise NotFound(
+            f"No signing key at {path}. The server makes the instance's key on its first "
+            "start; point GONGKAI_SIGNING_KEY (or GONGKAI_DATA_DIR) at the instance's key.",
+            path=str(path),
+        )
     return NoteSigner(load_or_create_signing_key(path), key_name)

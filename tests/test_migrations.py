@@ -91,8 +91,10 @@ async def test_a_command_without_piccolo_still_migrates_a_new_database(
 ) -> None:
     """``archive build`` starts without Piccolo's engine; on a database with
     migrations pending, ``migrate`` makes the engine and runs them first."""
+    from ledger.checkpoint import signer_for
     from tests.test_integrity import run_cli
 
+    signer_for(settings.signing_key, settings.key_name)  # the instance's key, as a server makes
     out = run_cli(empty_dsn, settings, "archive", "build", "--org", "none", "--year", "2025")
     assert out.returncode != 0
     assert "none has no log for 2025" in out.stdout + out.stderr, out.stdout + out.stderr

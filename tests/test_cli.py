@@ -1,0 +1,92 @@
+"""The command line: a failure of its surroundings (the database, a file, the key)
+is one line and exit status 2, never a traceback; and no command but the server
+makes a signing key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.settings import Settings
+from tests.conftest import Org, fund_entry
+from tests.test_integrity import run_cli
+
+
+def _settings(tmp_path: Path, origin: str) -> Settings:
+    return Settings.from_env(
+        {"GONGKAI_DATA_DIR": str(tmp_path / "state"), "GONGKAI_ORIGIN": origin}
+    )
+
+
+async def test_no_command_makes_a_signing_key_where_there_is_none(
+    client: Any, org: Org, dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    """``publish`` made a new key where none was found and signed the instance's log
+    with it: a checkpoint no verifier knows, that cannot be taken back."""
+    r = await client.post(f"/api/v1/orgs/{org.code}/entries", json=fund_entry("PWF"),
+                          headers=org.auth())  # fmt: skip
+    assert r.status_code == 201, r.text
+    elsewhere = _settings(tmp_path, settings.origin)
+    for args in (
+        ("publish", "--org", org.code, "--quarter", "2026-Q1"),
+        ("verify", "--org", org.code),
+        ("archive", "build", "--org", org.code, "--year", "2026"),
+    ):
+        out = run_cli(dsn, elsewhere, *args)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert "No signing key at" in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert not elsewhere.signing_key.exists()
+    size = (await client.get(f"/api/v1/orgs/{org.code}/logs/2026/checkpoint")).text.split("\n")[1]
+    assert size == "1"  # nothing published
+
+
+@pytest.mark.parametrize(
+    ("dsn_of", "words"),
+    [
+        (lambda dsn: "postgresql://postgres@127.0.0.1:1/test", "cannot reach the database"),
+        (lambda dsn: dsn.rsplit("/", 1)[0] + "/gongkai_no_such_db", "the database refused"),
+        (lambda dsn: "postgresql://[::1", "invalid value"),
+    ],
+    ids=["closed port", "no such database", "malformed"],
+)
+def test_a_database_out_of_reach_is_one_line(
+    dsn: str, settings: Settings, dsn_of: Any, words: str
+) -> None:
+    out = run_cli(dsn_of(dsn), settings, "migrate")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert words in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_files_that_are_not_what_they_should_be_are_one_line(
+    dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    text = tmp_path / "note.txt"
+    text.write_text("not json, not a key")
+    cases = [
+        (("verify", "--vkey", str(tmp_path / "missing.vkey")), "missing.vkey"),
+        (("verify", "--vkey", str(text)), "not a valid file"),
+        (("calendar", "load", str(text)), "not a valid file"),
+        (("calendar", "load", str(tmp_path)), str(tmp_path)),
+    ]
+    for args, words in cases:
+        out = run_cli(dsn, settings, *args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert words in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("archive", "build", "--org", "x", "--year", "99999999999"),
+        ("verify", "--year", "0"),
+        ("serve", "--port", "99999"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_by_the_parser(
+    dsn: str, settings: Settings, args: tuple[str, ...]
+) -> None:
+    out = run_cli(dsn, settings, *args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "must be" in out.stderr and "Traceback" not in out.stderr, out.stderr
