@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ledger.errors import Misconfigured
 from ledger.settings import Settings
 
 log = logging.getLogger("gongkai")
@@ -50,10 +51,24 @@ class Progress:
 
 def resolve_dsn(settings: Settings) -> str:
     if settings.database_url:
+        _check_dsn(settings.database_url)
         return settings.database_url
     from ledger.embedded import start_embedded
 
     return start_embedded(settings.data_dir)
+
+
+def _check_dsn(dsn: str) -> None:
+    """A DATABASE_URL that does not parse is said so before anything connects."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(dsn)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise Misconfigured(f"DATABASE_URL does not parse: {exc}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise Misconfigured("DATABASE_URL must start with postgresql://")
 
 
 def _run(
@@ -134,17 +149,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     import asyncpg
 
     from ledger import db
-    from ledger.checkpoint import NoteVerifier, signer_for
+    from ledger.checkpoint import NoteError, NoteVerifier, signer_for
     from ledger.fsck import total_leaves, verify_ledger
 
     async def run(dsn: str, settings: Settings) -> int:
         await db.migrate()
         if args.vkey:
-            with open(args.vkey, encoding="utf-8") as f:
-                vkey = f.read().strip()
+            try:
+                with open(args.vkey, encoding="utf-8") as f:
+                    verifier = NoteVerifier.from_vkey(f.read().strip())
+            except (UnicodeDecodeError, NoteError) as exc:
+                raise Misconfigured(f"{args.vkey}: not a verifier key: {exc}") from None
         else:
-            vkey = signer_for(settings.signing_key, settings.key_name, create=False).vkey()
-        verifier = NoteVerifier.from_vkey(vkey)
+            signer = signer_for(settings.signing_key, settings.key_name, create=False)
+            verifier = NoteVerifier.from_vkey(signer.vkey())
         conn = await asyncpg.connect(dsn)
         try:
             missing = await _missing_logs(conn, args.org, args.year)
@@ -180,7 +198,10 @@ def cmd_calendar_load(args: argparse.Namespace) -> int:
     from ledger.opinions import store_schedule
 
     with open(args.file, encoding="utf-8") as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Misconfigured(f"{args.file}: not a JSON holiday schedule: {exc}") from None
 
     async def run(dsn: str, settings: Settings) -> int:
         await db.migrate()
@@ -441,25 +462,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _environment_error(exc: Exception) -> str | None:
-    """What to say of a failure of the command's surroundings (the database, a file,
-    a key): None for anything else, which is a bug and keeps its traceback."""
-    import json
+    """What to say of a failure of the command's surroundings (the database out of
+    reach or refusing the connection, a file or folder): None for anything else,
+    which is a bug (or a ledger to look into) and keeps its traceback. Keys, vkeys,
+    calendars and the DSN are checked where they are read (``Misconfigured``)."""
     import socket
 
     import asyncpg
 
-    from ledger.checkpoint import NoteError
-
-    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
-        return f"the database refused: {exc}"
+    refused = (
+        asyncpg.InvalidCatalogNameError, asyncpg.InvalidAuthorizationSpecificationError,
+        asyncpg.InvalidPasswordError, asyncpg.CannotConnectNowError,
+        asyncpg.TooManyConnectionsError,
+    )  # fmt: skip
+    if isinstance(exc, refused):
+        return f"the database refused the connection: {exc}"
     if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
         return f"cannot reach the database: {exc}"
     if isinstance(exc, OSError):  # a file, a folder, the disk; or several failed connects
         return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
-    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | NoteError):
-        return f"not a valid file: {exc}"
-    if isinstance(exc, ValueError):  # a DSN that does not parse, a key that is no key
-        return f"invalid value: {exc}"
     return None
 
 

@@ -48,8 +48,10 @@ PROCUREMENT_EVENT_KINDS = frozenset(
 REVERSIBLE_KINDS = MONETARY_KINDS | PROCUREMENT_EVENT_KINDS
 
 
-def _check_total(total: int, what: str) -> None:
-    if abs(total) > MAX_TOTAL_FEN:
+def _check_total(before: int, after: int, what: str) -> None:
+    """Refuse a move that takes a total past MAX_TOTAL_FEN, or further past it (one
+    stored before the limit was kept may still come down)."""
+    if abs(after) > MAX_TOTAL_FEN and abs(after) > abs(before):
         raise Conflict(
             f"The entry would take {what} past {from_fen(MAX_TOTAL_FEN)}, the largest total "
             "the books keep",
@@ -418,7 +420,8 @@ class Books:
         lines = list(lines)
         for fund_code, account, amount, _ in lines:  # refused before anything moves
             if account.startswith("fund:"):
-                _check_total(self._fund(fund_code).balance + amount, f"fund {fund_code}'s balance")
+                balance = self._fund(fund_code).balance
+                _check_total(balance, balance + amount, f"fund {fund_code}'s balance")
         start = len(self.postings)
         for n, (fund_code, account, amount, flow) in enumerate(lines):
             self.postings.append(
@@ -668,7 +671,8 @@ def _fund_disbursement(b: Books, s: Sequenced) -> None:
     project = b._project(body.project_code) if body.project_code else None
     b._check_balance(fund, fen, "Disbursement")
     if project is not None:
-        _check_total(project.disbursed + fen, f"project {project.code}'s disbursed amount")
+        disbursed = project.disbursed
+        _check_total(disbursed, disbursed + fen, f"project {project.code}'s disbursed amount")
     code = body.fund_code
     counter = f"project:{project.code}" if project else f"payee:{body.payee.id}"
     b._post(s, [(code, f"fund:{code}", -fen, "disbursement"), (code, counter, fen, "disbursement")])

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from ledger.errors import NotFound
+from ledger.errors import Misconfigured, NotFound
 
 __all__ = [
     "ALG_ED25519",
@@ -442,4 +442,8 @@ def signer_for(path: Path, key_name: str, *, create: bool = True) -> NoteSigner:
             "start; point GONGKAI_SIGNING_KEY (or GONGKAI_DATA_DIR) at the instance's key.",
             path=str(path),
         )
-    return NoteSigner(load_or_create_signing_key(path), key_name)
+    try:
+        key = load_or_create_signing_key(path)
+    except ValueError as exc:  # a file that is no Ed25519 key
+        raise Misconfigured(str(exc), path=str(path)) from None
+    return NoteSigner(key, key_name)

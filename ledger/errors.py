@@ -80,6 +80,15 @@ def undecodable(exc: UnicodeDecodeError | RecursionError) -> MalformedInput:
     return MalformedInput("The body's JSON is nested too deeply")
 
 
+class Misconfigured(LedgerError):
+    """The instance's surroundings are not what they must be: a key, a file, the
+    database's address (a command says so in one line)."""
+
+    status = 500
+    type = "misconfigured"
+    title = "The service is misconfigured"
+
+
 class NotFound(LedgerError):
     status = 404
     type = "not-found"

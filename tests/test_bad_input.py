@@ -391,3 +391,25 @@ async def test_a_date_in_a_body_outside_1900_to_2999_is_422(
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["path"] == f"$.entries[1].{path}", r.text
     await _assert_nothing_written(pool, org)
+
+
+async def test_a_balance_already_past_the_largest_total_may_still_come_down(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """A balance stored past the limit before it was kept refuses what would raise
+    it further, not what lowers it."""
+    from ledger.money import MAX_TOTAL_FEN
+    from tests.test_review_corrections import disbursement
+
+    assert (await _post(client, org, fund_entry("F"))).status_code == 201
+    await pool.execute(
+        "UPDATE funds SET balance_fen = $2 WHERE org = $1 AND fund_code = 'F'",
+        org.code,
+        MAX_TOTAL_FEN + 1000,
+    )
+    r = await _post(client, org, disbursement("5.00"))  # still past the limit, but lower
+    assert r.status_code == 201, r.text
+    more = receipt(fund_code="F", amount="10.01")
+    more["subject"] = "fund/F"
+    r = await _post(client, org, more)
+    assert r.status_code == 409, r.text

@@ -47,7 +47,7 @@ async def test_no_command_makes_a_signing_key_where_there_is_none(
     [
         (lambda dsn: "postgresql://postgres@127.0.0.1:1/test", "cannot reach the database"),
         (lambda dsn: dsn.rsplit("/", 1)[0] + "/gongkai_no_such_db", "the database refused"),
-        (lambda dsn: "postgresql://[::1", "invalid value"),
+        (lambda dsn: "postgresql://[::1", "DATABASE_URL does not parse"),
     ],
     ids=["closed port", "no such database", "malformed"],
 )
@@ -66,8 +66,8 @@ def test_files_that_are_not_what_they_should_be_are_one_line(
     text.write_text("not json, not a key")
     cases = [
         (("verify", "--vkey", str(tmp_path / "missing.vkey")), "missing.vkey"),
-        (("verify", "--vkey", str(text)), "not a valid file"),
-        (("calendar", "load", str(text)), "not a valid file"),
+        (("verify", "--vkey", str(text)), "not a verifier key"),
+        (("calendar", "load", str(text)), "not a JSON holiday schedule"),
         (("calendar", "load", str(tmp_path)), str(tmp_path)),
     ]
     for args, words in cases:
