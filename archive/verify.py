@@ -2344,6 +2344,8 @@ def _check_layout(root: Path) -> str:
                 raise VerificationError(f"{rel} is a symbolic link")
             if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
                 raise VerificationError(f"{rel} is not a regular file or a directory")
+    if not (root / "bagit.txt").is_file():
+        raise VerificationError("no bagit.txt: this is not a BagIt bag (nor a Gongkai bundle)")
     for entry in sorted(root.iterdir()):
         if entry.name not in (*_TAG_FILES, "data"):
             raise VerificationError(
@@ -2396,11 +2398,25 @@ _UNOPENABLE = (
 )  # fmt: skip
 
 
+class _Crashed(Exception):
+    """An error of the checks themselves (not of the archive): a bug, kept apart from
+    the archive's errors so it is not reported as an archive that cannot be opened."""
+
+
+def _checked(path: Path, pinned_vkey: str | None) -> list[CheckResult]:
+    with open_bundle(path) as bag_dir:
+        try:
+            return check_bag(bag_dir, pinned_vkey)
+        except Exception as exc:
+            raise _Crashed() from exc
+
+
 def verify_bag(path: Path, pinned_vkey: str | None = None) -> list[str]:
     """Verify a bag directory, .zip or .tar.gz; return failure messages (empty = verified)."""
     try:
-        with open_bundle(Path(path)) as bag_dir:
-            results = check_bag(bag_dir, pinned_vkey)
+        results = _checked(Path(path), pinned_vkey)
+    except _Crashed as crashed:
+        raise crashed.__cause__ from None  # type: ignore[misc]
     except _UNOPENABLE as exc:
         return [f"bundle: cannot open {path}: {exc!r}"]
     return [f"{r.check}: {r.message}" for r in results if r.status == "FAIL"]
@@ -2432,8 +2448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"FAIL vkey: cannot read {args.vkey}: {exc}", file=sys.stderr)
             return 2
     try:
-        with open_bundle(args.bundle) as bag_dir:
-            results = check_bag(bag_dir, pinned)
+        results = _checked(args.bundle, pinned)
+    except _Crashed as crashed:
+        raise crashed.__cause__ from None  # type: ignore[misc]
     except _UNOPENABLE as exc:
         print(f"FAIL bundle: cannot open {args.bundle}: {exc!r}", file=sys.stderr)
         return 2

@@ -1244,3 +1244,24 @@ def test_a_damaged_archive_is_a_clean_failure(full: Bundle, tmp_path: Path, dama
         timeout=60,
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_folder_that_is_no_bag_says_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert _fails(tmp_path / "empty") == [
+        "layout: no bagit.txt: this is not a BagIt bag (nor a Gongkai bundle)"
+    ]
+
+
+def test_a_bug_in_the_checks_is_not_reported_as_an_archive_that_cannot_open(
+    full: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive's own errors (OSError, ValueError, …) mean "cannot open"; the same
+    classes raised by the checks' own code are a bug and keep their traceback."""
+
+    def broken(bag_dir: Path, pinned: str | None = None) -> list[Any]:
+        raise ValueError("a bug in the checks")
+
+    monkeypatch.setattr(V, "check_bag", broken)
+    with pytest.raises(ValueError, match="a bug in the checks"):
+        _fails(full.path)
