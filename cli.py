@@ -227,24 +227,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     async def run(dsn: str, settings: Settings) -> int:
         await db.migrate()
+        signer = signer_for(settings.signing_key, settings.key_name, create=False)
         pool = await db.create_pool(dsn, min_size=1, max_size=2)
         try:
             d, _ = await publish_quarter(
                 pool,
                 args.org,
                 args.quarter,
-                signer=signer_for(settings.signing_key, settings.key_name, create=False),
+                signer=signer,
                 origin=settings.origin,
                 today=china_today(),
                 actor="cli",
             )
             from ledger.logs import sign_due
 
-            await sign_due(
-                pool,
-                signer_for(settings.signing_key, settings.key_name, create=False),
-                settings.origin,
-            )
+            await sign_due(pool, signer, settings.origin)
         finally:
             await pool.close()
         print(f"published {d.period}: sha256 {d.sha256}, tree size {d.tree_size}, entry {d.entry}")

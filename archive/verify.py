@@ -2403,22 +2403,26 @@ class _Crashed(Exception):
     the archive's errors so it is not reported as an archive that cannot be opened."""
 
 
-def _checked(path: Path, pinned_vkey: str | None) -> list[CheckResult]:
-    with open_bundle(path) as bag_dir:
-        try:
-            return check_bag(bag_dir, pinned_vkey)
-        except Exception as exc:
-            raise _Crashed() from exc
+def _checked(path: Path, pinned_vkey: str | None) -> list[CheckResult] | Exception:
+    """Every check's results, or the error that kept the archive from being opened.
+    An error raised by the checks' own code propagates as itself (a bug)."""
+    try:
+        with open_bundle(path) as bag_dir:
+            try:
+                return check_bag(bag_dir, pinned_vkey)
+            except Exception as exc:
+                raise _Crashed() from exc
+    except _Crashed as crashed:
+        raise crashed.__cause__ from None  # type: ignore[misc]
+    except _UNOPENABLE as exc:
+        return exc
 
 
 def verify_bag(path: Path, pinned_vkey: str | None = None) -> list[str]:
     """Verify a bag directory, .zip or .tar.gz; return failure messages (empty = verified)."""
-    try:
-        results = _checked(Path(path), pinned_vkey)
-    except _Crashed as crashed:
-        raise crashed.__cause__ from None  # type: ignore[misc]
-    except _UNOPENABLE as exc:
-        return [f"bundle: cannot open {path}: {exc!r}"]
+    results = _checked(Path(path), pinned_vkey)
+    if isinstance(results, Exception):
+        return [f"bundle: cannot open {path}: {results!r}"]
     return [f"{r.check}: {r.message}" for r in results if r.status == "FAIL"]
 
 
@@ -2447,12 +2451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             print(f"FAIL vkey: cannot read {args.vkey}: {exc}", file=sys.stderr)
             return 2
-    try:
-        results = _checked(args.bundle, pinned)
-    except _Crashed as crashed:
-        raise crashed.__cause__ from None  # type: ignore[misc]
-    except _UNOPENABLE as exc:
-        print(f"FAIL bundle: cannot open {args.bundle}: {exc!r}", file=sys.stderr)
+    results = _checked(args.bundle, pinned)
+    if isinstance(results, Exception):
+        print(f"FAIL bundle: cannot open {args.bundle}: {results!r}", file=sys.stderr)
         return 2
     failed = [r for r in results if r.status == "FAIL"]
     for r in results:

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from ledger.errors import Misconfigured, NotFound
+from ledger.errors import Misconfigured
 
 __all__ = [
     "ALG_ED25519",
@@ -437,7 +437,7 @@ def signer_for(path: Path, key_name: str, *, create: bool = True) -> NoteSigner:
     verifier knows, and a checkpoint once signed cannot be taken back.
     """
     if not create and not Path(path).exists():
-        raise NotFound(
+        raise Misconfigured(
             f"No signing key at {path}. The server makes the instance's key on its first "
             "start; point GONGKAI_SIGNING_KEY (or GONGKAI_DATA_DIR) at the instance's key.",
             path=str(path),

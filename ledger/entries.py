@@ -17,14 +17,7 @@ import msgspec
 import msgspec.inspect
 
 from ledger.canonical import canonical_bytes
-from ledger.errors import (
-    UNDECODABLE,
-    FieldError,
-    InvalidInput,
-    MalformedInput,
-    field_path,
-    undecodable,
-)
+from ledger.errors import UNDECODABLE, FieldError, InvalidInput, field_path, undecodable
 from ledger.kinds import KINDS, POSTABLE_KINDS, SYSTEM_KINDS, Body, body_decoder, body_to_builtins
 
 MAX_BATCH = 1000
@@ -137,6 +130,9 @@ _ANY_ENTRY: Any = Union[tuple(_typed_envelope(k) for k in POSTABLE_KINDS)]  # no
 _typed_batch: msgspec.json.Decoder[dict[str, list[Any]]] = msgspec.json.Decoder(
     dict[Literal["entries"], list[_ANY_ENTRY]]
 )
+#: A body no decoder can read (a ValidationError, a DecodeError too, is caught first).
+_UNREADABLE = (msgspec.DecodeError, *UNDECODABLE)
+
 _PATH_RE = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
@@ -187,9 +183,7 @@ def _decode_one(raw: bytes | msgspec.Raw, prefix: str, org: str, actor: str) -> 
         req = _envelope.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidInput("The entry does not validate", [validation_error(exc, prefix)]) from None
-    except msgspec.DecodeError as exc:
-        raise MalformedInput(f"Malformed JSON: {exc}") from None
-    except UNDECODABLE as exc:
+    except _UNREADABLE as exc:
         raise undecodable(exc) from None
     if not MIN_YEAR <= req.occurred_on.year <= MAX_YEAR:
         raise InvalidInput(
@@ -251,7 +245,7 @@ def _decode_typed(raw: bytes, org: str, actor: str) -> list[NewEntry] | None:
     """The fast path of ``decode_batch``: None when anything needs the careful path."""
     try:
         doc = _typed_batch.decode(raw)
-    except (msgspec.DecodeError, *UNDECODABLE):  # ValidationError included
+    except _UNREADABLE:  # ValidationError included
         return None
     reqs = doc.get("entries")
     if not reqs or len(reqs) > MAX_BATCH:
@@ -285,9 +279,7 @@ def decode_batch(raw: bytes, *, org: str, actor: str) -> list[NewEntry]:
         batch = _batch.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidInput("The batch does not validate", [validation_error(exc, "$")]) from None
-    except msgspec.DecodeError as exc:
-        raise MalformedInput(f"Malformed JSON: {exc}") from None
-    except UNDECODABLE as exc:
+    except _UNREADABLE as exc:
         raise undecodable(exc) from None
     if not batch.entries:
         raise InvalidInput("A batch needs at least one entry", [FieldError("$.entries", "empty")])

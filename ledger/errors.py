@@ -73,11 +73,14 @@ class MalformedInput(LedgerError):
 UNDECODABLE = (UnicodeDecodeError, RecursionError)
 
 
-def undecodable(exc: UnicodeDecodeError | RecursionError) -> MalformedInput:
-    """The 400 for a body a decoder raised ``exc`` on (one of ``UNDECODABLE``)."""
+def undecodable(exc: Exception) -> MalformedInput:
+    """The 400 for a body a decoder could not read: ``exc`` is one of ``UNDECODABLE``
+    or the decoder's own error (its message says where the JSON breaks)."""
     if isinstance(exc, UnicodeDecodeError):
         return MalformedInput(f"The body is not UTF-8: {exc.reason} at byte {exc.start}")
-    return MalformedInput("The body's JSON is nested too deeply")
+    if isinstance(exc, RecursionError):
+        return MalformedInput("The body's JSON is nested too deeply")
+    return MalformedInput(f"Malformed JSON: {exc}")
 
 
 class Misconfigured(LedgerError):

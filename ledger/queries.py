@@ -50,20 +50,33 @@ def status_of(kind: str, visibility: str, decision: str | None) -> str:
     return decision or "pending"
 
 
+def _pack_cursor(fmt: str, *values: int) -> str:
+    return base64.urlsafe_b64encode(struct.pack(fmt, *values)).decode().rstrip("=")
+
+
+def _bad_cursor(cursor: str) -> InvalidInput:
+    return InvalidInput(
+        f"Bad cursor {cursor!r}: use next_cursor as given",
+        [FieldError("query.cursor", "not a cursor this service gave")],
+    )
+
+
+def _unpack_cursor(fmt: str, cursor: str) -> tuple[int, ...]:
+    """The integers packed in ``cursor``; a 422 naming ``query.cursor`` if it is none."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return tuple(struct.unpack(fmt, raw))
+    except (ValueError, struct.error):
+        raise _bad_cursor(cursor) from None
+
+
 def encode_cursor(year: int, index: int) -> str:
-    return base64.urlsafe_b64encode(struct.pack(">iq", year, index)).decode().rstrip("=")
+    return _pack_cursor(">iq", year, index)
 
 
 def decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        year, index = struct.unpack(">iq", raw)
-    except (ValueError, struct.error):
-        raise InvalidInput(
-            f"Bad cursor {cursor!r}: use next_cursor as given",
-            [FieldError("query.cursor", "not a cursor this service gave")],
-        ) from None
-    return int(year), int(index)
+    year, index = _unpack_cursor(">iq", cursor)
+    return year, index
 
 
 _ENTRY_SELECT = """
@@ -238,24 +251,19 @@ def _overdue_before(today: dt.date, calendar: Any) -> dt.datetime:
 
 
 def _pending_cursor(recorded_at: dt.datetime, year: int, index: int) -> str:
-    micros = (recorded_at - _EPOCH) // dt.timedelta(microseconds=1)
-    raw = struct.pack(">qiq", micros, year, index)
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _pack_cursor(">qiq", (recorded_at - _EPOCH) // _MICROSECOND, year, index)
 
 
 def _pending_after(cursor: str) -> tuple[dt.datetime, int, int]:
+    micros, year, index = _unpack_cursor(">qiq", cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        micros, year, index = struct.unpack(">qiq", raw)
-        return _EPOCH + dt.timedelta(microseconds=micros), int(year), int(index)
-    except (ValueError, OverflowError, struct.error):
-        raise InvalidInput(
-            f"Bad cursor {cursor!r}: use next_cursor as given",
-            [FieldError("query.cursor", "not a cursor this service gave")],
-        ) from None
+        return _EPOCH + micros * _MICROSECOND, year, index
+    except OverflowError:  # microseconds past the calendar
+        raise _bad_cursor(cursor) from None
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 _PENDING = """
     WITH pending AS MATERIALIZED (
