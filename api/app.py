@@ -19,6 +19,7 @@ from litestar.openapi.spec import Server
 
 from api import archives, opinions, public, staff
 from api.openapi import TruthfulJsonRenderPlugin, patch_openapi
+from api.params import strict_query_integers
 from api.problems import EXCEPTION_HANDLERS, ApiRequest
 from api.runtime import Runtime, runtime, settle_heap
 from api.schemas import HealthOut
@@ -186,6 +187,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
         ),
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,
+        before_request=strict_query_integers,
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(
             title="Gongkai",

@@ -11,7 +11,7 @@ from litestar.params import FromQuery, JSONBody, Parameter
 
 from api.auth import require
 from api.params import NO_NUL, OrgCode
-from api.runtime import runtime
+from api.runtime import org_snapshot, runtime
 from ledger import access, disclosures, opinions, summaries
 from ledger.errors import LedgerError
 from ledger.workdays import china_today
@@ -219,9 +219,9 @@ async def list_opinions(
 )
 async def opinion_stats(request: Request[Any, Any, Any], org: OrgCode) -> dict[str, Any]:
     await access.get_org(runtime(request).pool, org)
-    return await opinions.counts(
-        runtime(request).pool, org, calendar=await _calendar(request), today=china_today()
-    )
+    calendar = await _calendar(request)
+    async with org_snapshot(request, org) as (conn, heads):
+        return await opinions.counts(conn, org, calendar=calendar, today=china_today()) | heads
 
 
 @get(

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
+from litestar import Request
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter, PathParameter
+from litestar.typing import FieldDefinition
+
+from ledger.errors import FieldError, InvalidInput
 
 #: No NUL byte: PostgreSQL cannot store or compare one, so a text parameter holding
 #: one is refused with a 422 naming it instead of failing in the database.
@@ -24,3 +30,41 @@ NonNeg = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
 ItemCode = Annotated[
     str, PathParameter(description="The fund's or project's code", max_length=64, pattern=NO_NUL)
 ]
+
+
+#: An integer in a query string: decimal digits only. The decoder alone would also
+#: take ``1e3``, ``2026.0`` or ``10.0`` for an integer; an auditor's ``start=1e3``
+#: should be refused, not read as 1000.
+_INTEGER = re.compile(r"-?[0-9]+")
+_INTEGER_NAMES: dict[HTTPRouteHandler, frozenset[str]] = {}
+
+
+def _is_integer(field: FieldDefinition) -> bool:
+    types = [t for t in field.inner_types if not t.is_none_type] if field.is_union else [field]
+    return bool(types) and all(t.annotation is int for t in types)
+
+
+def _integer_names(handler: HTTPRouteHandler) -> frozenset[str]:
+    names = _INTEGER_NAMES.get(handler)
+    if names is None:
+        params = handler.parsed_fn_signature.parameters
+        names = frozenset(name for name, field in params.items() if _is_integer(field))
+        _INTEGER_NAMES[handler] = names
+    return names
+
+
+async def strict_query_integers(request: Request[Any, Any, Any]) -> None:
+    """A ``before_request`` hook: each integer query parameter of the route must be
+    written in decimal digits (422 naming the parameter otherwise)."""
+    names = _integer_names(request.route_handler)  # type: ignore[arg-type]
+    if not names:
+        return
+    query = request.query_params
+    bad = [
+        FieldError(f"query.{name}", "must be an integer written in decimal digits")
+        for name in sorted(names)
+        if name in query and name not in request.path_params
+        and not all(_INTEGER.fullmatch(v) for v in query.getall(name))
+    ]  # fmt: skip
+    if bad:
+        raise InvalidInput(f"{bad[0].path[6:]} must be an integer", bad)

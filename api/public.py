@@ -18,7 +18,7 @@ from api import exports
 from api.auth import optional_principal, staff_of
 from api.exports import ExportStream
 from api.params import NO_NUL, ItemCode, NonNeg, OrgCode, Year
-from api.runtime import runtime
+from api.runtime import org_snapshot, runtime
 from api.schemas import (
     ConsistencyProofOut,
     EntriesPage,
@@ -252,7 +252,9 @@ async def list_funds(request: Request[Any, Any, Any], org: OrgCode) -> list[Fund
 @get("/orgs/{org:str}/funds/{code:str}", operation_id="getFund", summary="A fund", tags=["public"])
 async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: ItemCode) -> FundOut:
     staff = await _staff(request, org)
-    return FundOut(**await queries.get_fund(runtime(request).pool, org, code, staff=staff))
+    async with org_snapshot(request, org) as (conn, heads):
+        fund = await queries.get_fund(conn, org, code, staff=staff)
+    return msgspec.convert(fund | heads, FundOut)
 
 
 @get(
@@ -263,8 +265,9 @@ async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: ItemCode
 )
 async def get_project(request: Request[Any, Any, Any], org: OrgCode, code: ItemCode) -> ProjectOut:
     staff = await _staff(request, org)
-    p = await queries.get_project(runtime(request).pool, org, code, staff=staff)
-    return msgspec.convert(p, ProjectOut)
+    async with org_snapshot(request, org) as (conn, heads):
+        p = await queries.get_project(conn, org, code, staff=staff)
+    return msgspec.convert(p | heads, ProjectOut)
 
 
 def _signer(request: Request[Any, Any, Any], staff: bool) -> tuple[Any, Any]:

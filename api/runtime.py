@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gc
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from litestar import Request
 
+from ledger import summaries
 from ledger.checkpoint import NoteSigner
 from ledger.db import Lent
 from ledger.sequencer import GroupCommitter
@@ -68,3 +72,25 @@ def _kept(pool: asyncpg.Pool, share: int) -> int:
 def runtime(request: Request[Any, Any, Any]) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
+
+
+@contextlib.asynccontextmanager
+async def org_snapshot(
+    request: Request[Any, Any, Any], org: str
+) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+    """A read-only REPEATABLE READ snapshot on the primary, and the heads of the org's
+    logs in it (``as_of``: the newest; ``earlier_as_of``: the rest, oldest first), for
+    numbers summed over every year: a fund's balance, a project's, the opinion counts."""
+    rt = runtime(request)
+    async with (
+        rt.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        newest, earlier = await summaries.org_as_of(conn, org, rt.signer, rt.settings.origin)
+        yield (
+            conn,
+            {
+                "as_of": dataclasses.asdict(newest),
+                "earlier_as_of": [dataclasses.asdict(a) for a in earlier],
+            },
+        )

@@ -132,6 +132,17 @@ class PendingList(msgspec.Struct):
     ]
 
 
+class AsOfOut(msgspec.Struct):
+    """The tree state a summary was computed from."""
+
+    log: Annotated[str, Meta(description="<org>/<year>")]
+    tree_size: Annotated[int, Meta(description="The numbers are those of leaves [0, tree_size)")]
+    root: Annotated[str, Meta(description="Root hash at tree_size, lowercase hex")]
+    checkpoint: Annotated[
+        str | None, Meta(description="The signed note for tree_size (C2SP signed note)")
+    ]
+
+
 class FundOut(msgspec.Struct, omit_defaults=True):
     fund_code: str
     name: str
@@ -144,6 +155,14 @@ class FundOut(msgspec.Struct, omit_defaults=True):
     ] = None
     visibility: str | None = None
     status: str | None = None
+    as_of: Annotated[
+        AsOfOut | None,
+        Meta(description="One fund: the head of the org's newest log the balance was read at"),
+    ] = None
+    earlier_as_of: Annotated[
+        list[AsOfOut] | None,
+        Meta(description="One fund: the org's earlier logs at the same read, oldest first"),
+    ] = None
 
 
 class ApprovalOut(msgspec.Struct):
@@ -172,16 +191,12 @@ class ProjectOut(msgspec.Struct):
     disbursed: Annotated[str, Meta(description="Disbursed to it from funds, yuan")]
     approvals: list[ApprovalOut]
     tenders: list[ProjectTenderOut]
-
-
-class AsOfOut(msgspec.Struct):
-    """The tree state a summary was computed from."""
-
-    log: Annotated[str, Meta(description="<org>/<year>")]
-    tree_size: Annotated[int, Meta(description="The numbers are those of leaves [0, tree_size)")]
-    root: Annotated[str, Meta(description="Root hash at tree_size, lowercase hex")]
-    checkpoint: Annotated[
-        str | None, Meta(description="The signed note for tree_size (C2SP signed note)")
+    as_of: Annotated[
+        AsOfOut, Meta(description="The head of the org's newest log the numbers were read at")
+    ]
+    earlier_as_of: Annotated[
+        list[AsOfOut],
+        Meta(description="The org's earlier logs at the same read, oldest first"),
     ]
 
 

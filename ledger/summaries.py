@@ -123,6 +123,27 @@ async def snapshot_as_of(
     return main, later
 
 
+async def org_as_of(
+    conn: asyncpg.Connection, org: str, signer: NoteSigner | None, origin: str
+) -> tuple[AsOf, list[AsOf]]:
+    """For numbers summed over every year of the org (a fund's balance, a project's
+    disbursements): the head of its newest log, and of each earlier log, oldest first.
+    Read in the caller's snapshot (REPEATABLE READ), so they name exactly the leaves
+    the numbers were summed from. An org without any log yet answers its current
+    year's empty tree."""
+    heads = await conn.fetch(
+        """SELECT l.year, l.size, l.root, c.note FROM logs l
+           LEFT JOIN checkpoints c ON c.org = l.org AND c.year = l.year AND c.size = l.size
+           WHERE l.org = $1 ORDER BY l.year""",
+        org,
+    )
+    if not heads:
+        return _head_as_of(org, dt.date.today().year, None, signer, origin), []
+    out = [_head_as_of(org, h["year"], (h["size"], h["root"], h["note"]), signer, origin)
+           for h in heads]  # fmt: skip
+    return out[-1], out[:-1]
+
+
 _FUND_SUMMARY = """
 SELECT f.visibility, rv.decision,
     (SELECT coalesce(sum(receipts_fen - disbursements_fen), 0)::bigint FROM fund_periods

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
@@ -140,6 +141,37 @@ async def test_nul_or_unknown_in_a_query_or_path_parameter_is_422(
     assert error["path"] in (f"query.{field}", f"path.{field}"), r.text
     if "%00" in path and field != "status":
         assert error["message"] == "must not contain a NUL byte"
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "digits"),
+    [
+        ("/logs/2026/leaves?start=1e0&end=1", "start", "0"),
+        ("/logs/2026/leaves?start=0&end=1.0", "end", "1"),
+        ("/logs/2026/leaves?start=0&end=0x1", "end", "1"),
+        ("/logs/2026/proofs/inclusion?index=0&tree_size=1e0", "tree_size", "1"),
+        ("/entries?year=2026.0", "year", "2026"),
+        ("/entries?year=2026&limit=1e1", "limit", "10"),
+        ("/funds/PWF/summary?year=2.026e3", "year", "2026"),
+        ("/review/pending?limit=5.0", "limit", "5"),
+    ],
+)
+async def test_a_query_integer_not_in_decimal_digits_is_422(
+    client: Any, org: Org, query: str, field: str, digits: str
+) -> None:
+    """The decoder alone read ``1e3`` as 1000 and ``1.0`` as 1: an integer in a query
+    is written in digits, or refused naming the parameter."""
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries", json=fund_entry("PWF"), headers=org.auth()
+    )
+    assert r.status_code == 201, r.text
+    r = await client.get(f"/api/v1/orgs/{org.code}{query}", headers=org.auth())
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert [e["path"] for e in r.json()["errors"]] == [f"query.{field}"]
+    written = re.sub(rf"([?&]{field}=)[^&]*", rf"\g<1>{digits}", query)
+    r = await client.get(f"/api/v1/orgs/{org.code}{written}", headers=org.auth())
+    assert r.status_code == 200, (written, r.text)
 
 
 async def test_nul_in_the_org_of_a_path_is_422(client: Any) -> None:

@@ -284,3 +284,67 @@ async def test_keyset_pages_with_a_year_filter_stay_in_that_year(client: Any, or
     url = f"/api/v1/orgs/{org.code}/entries?year=2026&limit=3&cursor={encode_cursor(2025, 0)}"
     page = (await client.get(url, headers=org.auth("auditor"))).json()
     assert [i["index"] for i in page["items"]] == [0, 1, 2]
+
+
+async def _assert_heads(client: Any, pool: asyncpg.Pool, org: Org, heads: list[Any]) -> None:
+    """Each head is a signed tree of its log, at the log's size when it was read."""
+    vkey = (await client.get("/api/v1/vkey")).text.strip()
+    for head in heads:
+        year = int(head["log"].split("/")[1])
+        cp = NoteVerifier.from_vkey(vkey).verify(head["checkpoint"])
+        assert (cp.size, cp.root.hex()) == (head["tree_size"], head["root"])
+        hashes = await pool.fetch(
+            "SELECT leaf_hash FROM leaves WHERE org = $1 AND year = $2 AND idx < $3 ORDER BY idx",
+            org.code, year, head["tree_size"],
+        )  # fmt: skip
+        assert root_from_leaf_hashes([bytes(h["leaf_hash"]) for h in hashes]) == cp.root
+
+
+async def test_fund_and_project_state_the_heads_of_every_log_they_sum(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """A balance sums every year: it names the newest log's head and each earlier one."""
+    opened = {
+        "kind": "fund.opened",
+        "subject": "fund/PWF",
+        "occurred_on": "2025-01-02",
+        "body": {"fund_code": "PWF", "name": "排污费专项资金", "category": "pollution_levy"},
+    }
+    project = {
+        "kind": "project.registered",
+        "subject": "project/PRJ-1",
+        "occurred_on": "2025-02-01",
+        "body": {
+            "project_code": "PRJ-1", "name": "城东污水处理厂提标改造工程", "category": "污染治理",
+            "location": "城东区", "total_investment": "900.00",
+            "funding": [{"source": "排污费专项", "amount": "900.00"}],
+        },
+    }  # fmt: skip
+    pay = disbursement("40.00", "2026-03-01")
+    pay["body"]["project_code"] = "PRJ-1"
+    done = await post(client, org, [opened, project, receipt("100.00", "2025-02-01")])
+    done += await post(client, org, [receipt("25.00", "2026-01-15"), pay])
+    for path in ("funds/PWF", "projects/PRJ-1"):
+        r = await client.get(f"/api/v1/orgs/{org.code}/{path}", headers=org.auth("auditor"))
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["as_of"]["log"] == f"{org.code}/2026"
+        assert got["as_of"]["tree_size"] == 3  # year.opened and the two 2026 entries
+        assert [h["log"] for h in got["earlier_as_of"]] == [f"{org.code}/2025"]
+        assert got["earlier_as_of"][0]["tree_size"] == 3  # the org's first log: three entries
+        await _assert_heads(client, pool, org, [got["as_of"], *got["earlier_as_of"]])
+    fund = (await client.get(f"/api/v1/orgs/{org.code}/funds/PWF", headers=org.auth())).json()
+    assert fund["balance"] == "85.00"
+    # The public see the same heads over approved entries only; lists carry no heads.
+    for r in done[:3]:
+        await approve(client, org, r)
+    public = (await client.get(f"/api/v1/orgs/{org.code}/funds/PWF")).json()
+    assert public["balance"] == "100.00"
+    assert public["as_of"]["log"] == f"{org.code}/2026"
+    assert public["as_of"]["tree_size"] == 6  # the three reviews are 2026 entries
+    await _assert_heads(client, pool, org, [public["as_of"], *public["earlier_as_of"]])
+    listed = (await client.get(f"/api/v1/orgs/{org.code}/funds")).json()
+    assert "as_of" not in listed[0]
+    project_view = (await client.get(f"/api/v1/orgs/{org.code}/projects/PRJ-1")).json()
+    assert project_view["disbursed"] == "0.00"
+    assert project_view["as_of"] == public["as_of"]
