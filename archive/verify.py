@@ -36,6 +36,11 @@ entries
     hash only; the ``full`` variant carries every leaf. The lines are checked in
     pieces by one worker process per CPU; from a ``.zip``, while the rest of the
     file is still being extracted.
+publication
+    In the ``public`` variant: no internal entry is carried in full; an entry
+    withheld by a review in this log is carried as hash only, one approved by a
+    review in this log in full. (An entry reviewed in a later year's log cannot be
+    checked offline.)
 root
     The RFC 9162 Merkle root over all leaf hashes equals the signed checkpoint's,
     and the checkpoint's size equals the number of lines.
@@ -69,6 +74,7 @@ import argparse
 import array
 import base64
 import binascii
+import bisect
 import csv
 import hashlib
 import io
@@ -1448,6 +1454,8 @@ class _Bag:
     summaries: SummaryBuilder = field(default_factory=SummaryBuilder)
     summary_error: str | None = None
     hash_only: int = 0
+    stubs: array.array[int] = field(default_factory=lambda: array.array("q"))
+    reviews: list[tuple[int, int, bool]] = field(default_factory=list)
 
     @property
     def log(self) -> str | None:
@@ -1723,6 +1731,10 @@ class _Piece:
     records: list[Any] = field(default_factory=list)
     disclosures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     opinions: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # Public variant: the indexes carried as hash only, ascending; and the reviews
+    # of this log's entries found among the leaves (review index, target, approved).
+    stubs: array.array[int] = field(default_factory=lambda: array.array("q"))
+    reviews: list[tuple[int, int, bool]] = field(default_factory=list)
     last: dict[str, Any] | None = None
     error: tuple[int, str] | None = None  # (index, message): the piece stopped there
     pid: int = field(default_factory=os.getpid)  # the process that checked it
@@ -1774,6 +1786,15 @@ def _pieces(path: Path, piece_bytes: int) -> tuple[list[tuple[int, int, int]], i
     return pieces, newlines
 
 
+def _review_target(leaf: dict[str, Any], log: str | None) -> int | None:
+    """The index a review leaf names in this log, or None (another log's entry)."""
+    body = leaf["body"]
+    target = body.get("target_index")
+    if body.get("target_log") != log or type(target) is not int:
+        return None
+    return target
+
+
 def _check_piece(
     path: str, start: int, end: int, first: int, wanted: tuple[int, ...], log: str | None,
     full: bool, stdlib: bool,
@@ -1800,6 +1821,7 @@ def _check_piece(
         hashes.append(h)
         if leaf is None:
             piece.hash_only += 1
+            piece.stubs.append(index)
             piece.last = {"index": index}
             if summarising:
                 summary.add(None)
@@ -1810,6 +1832,10 @@ def _check_piece(
             piece.disclosures.append((index, leaf))
         elif kind.startswith("opinion."):
             piece.opinions.append((index, leaf))
+        elif kind == "review.approved" or kind == "review.withheld":
+            target = _review_target(leaf, log)
+            if target is not None:
+                piece.reviews.append((index, target, kind == "review.approved"))
         if not summarising:
             continue
         if kind == "fund.receipt" or kind == "fund.disbursement":
@@ -1940,6 +1966,8 @@ def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
             if frontier.size in wanted:
                 bag.roots_at[frontier.size] = frontier.root()
         bag.hash_only += piece.hash_only
+        bag.stubs.extend(piece.stubs)
+        bag.reviews.extend(piece.reviews)
         bag.disclosures.extend(piece.disclosures)
         bag.opinions.extend(piece.opinions)
         if piece.last is not None:
@@ -1992,6 +2020,10 @@ def _entry_line(
             raise VerificationError("hash only, but the full variant carries every leaf")
         return stated, None
     _check_leaf(leaf, index, log)
+    if not full and leaf["visibility"] != "public":
+        raise VerificationError(
+            "an internal entry carried in full: the public variant carries it as hash only"
+        )
     # The line is canonical, so it is '{"index":N,"leaf":' + the leaf's canonical
     # bytes + ',"leaf_hash":"<64 hex>"}': hash the leaf bytes without re-encoding.
     h = leaf_hash(line[len(f'{{"index":{index},"leaf":') : -80])
@@ -2001,6 +2033,41 @@ def _entry_line(
             "(the leaf or its hash was changed)"
         )
     return h, leaf
+
+
+def _check_publication(bag: _Bag) -> str:
+    """Public variant: what is carried in full agrees with the reviews in the log.
+
+    An entry withheld by a review in this log must be carried as hash only, and one
+    approved by a review in this log in full (reviews come before ``year.closed``,
+    so before the bundle was built; an entry is reviewed once, and only a public
+    one). Internal entries carried in full fail the entries check. An entry whose
+    review sits in a later year's log, or that was never reviewed, cannot be told
+    apart offline: it is carried in full only if approved by the close.
+    """
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    if bag.variant == "full":
+        return "full variant: every leaf carried"
+    stubs = bag.stubs
+    for at, target, approved in bag.reviews:
+        what = f"review.{'approved' if approved else 'withheld'} (index {at})"
+        if not 0 <= target < at:
+            raise VerificationError(f"{what} names index {target}, not an earlier entry")
+        k = bisect.bisect_left(stubs, target)
+        stub = k < len(stubs) and stubs[k] == target
+        if approved and stub:
+            raise VerificationError(
+                f"index {target} was approved for publication by {what} but is carried as hash only"
+            )
+        if not approved and not stub:
+            raise VerificationError(f"index {target} was withheld by {what} but is carried in full")
+    n_approved = sum(1 for _, _, approved in bag.reviews if approved)
+    return (
+        f"{bag.size - bag.hash_only} leaves in full, {bag.hash_only} hash only; "
+        f"{n_approved} approved and {len(bag.reviews) - n_approved} withheld "
+        "by reviews in this log agree; no internal entry in full"
+    )
 
 
 def _check_root(bag: _Bag) -> str:
@@ -2377,6 +2444,7 @@ def check_bag(bag_dir: Path, pinned_vkey: str | None = None) -> list[CheckResult
     _run(results, "entries", _check_entries, bag)
     _run(results, "root", _check_root, bag)
     _run(results, "year.closed", _check_closed, bag)
+    _run(results, "publication", _check_publication, bag)
     if consistency_failed:
         results.extend(consistency_failed)
     else:

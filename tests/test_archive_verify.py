@@ -19,7 +19,7 @@ import sys
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,11 +178,21 @@ def _write_manifests(bag: Path) -> None:
     (bag / "tagmanifest-sha256.txt").write_text(tags)
 
 
-def build_bundle(parent: Path, variant: str = "full", signer: NoteSigner | None = None) -> Bundle:
+def build_bundle(
+    parent: Path,
+    variant: str = "full",
+    signer: NoteSigner | None = None,
+    *,
+    extra: Sequence[tuple[str, str, str, str, dict[str, Any]]] = (),
+    hidden: frozenset[int] = PUBLIC_HIDDEN,
+) -> Bundle:
+    """The synthetic bag; ``extra`` leaves go after the specs' (before year.closed),
+    and the public variant carries the ``hidden`` indexes as hash only."""
     signer = signer or NoteSigner(Ed25519PrivateKey.generate(), ORIGIN)
     disclosure = canonical_bytes({"period": "2026-Q1", "funds": [{"PL-01": "72500.50"}]})
     q2 = canonical_bytes({"period": "2026-Q2", "funds": [{"PL-01": "72500.50"}]})
     specs = _specs(hashlib.sha256(disclosure).hexdigest(), hashlib.sha256(q2).hexdigest())
+    specs += extra
     leaves = [_leaf(i, s) for i, s in enumerate(specs)]
     hashes = [leaf_hash(canonical_bytes(x)) for x in leaves]
     closed = _leaf(
@@ -203,8 +213,8 @@ def build_bundle(parent: Path, variant: str = "full", signer: NoteSigner | None 
 
     entries: list[dict[str, Any]] = []
     for i, (leaf, h) in enumerate(zip(leaves, hashes, strict=True)):
-        hidden = variant == "public" and i in PUBLIC_HIDDEN
-        entry = {"index": i, "leaf_hash": h.hex()} | ({} if hidden else {"leaf": leaf})
+        stub = variant == "public" and i in hidden
+        entry = {"index": i, "leaf_hash": h.hex()} | ({} if stub else {"leaf": leaf})
         entries.append(entry)
     (data / "entries.ndjson").write_bytes(b"".join(canonical_bytes(e) + b"\n" for e in entries))
     (data / "checkpoint.txt").write_text(signer.sign(Checkpoint(origin, n, root)))
@@ -1265,3 +1275,60 @@ def test_a_bug_in_the_checks_is_not_reported_as_an_archive_that_cannot_open(
     monkeypatch.setattr(V, "check_bag", broken)
     with pytest.raises(ValueError, match="a bug in the checks"):
         _fails(full.path)
+
+
+def _review(kind: str, target: int, log: str = LOG) -> tuple[str, str, str, str, dict[str, Any]]:
+    body: dict[str, Any] = {"target_log": log, "target_index": target}
+    if kind == "review.withheld":
+        body |= {"reason": "third_party_rights", "legal_basis": "第十五条"}
+    return (kind, f"entry:{log}#{target}", "2026-08-01", "public", body)
+
+
+# The withheld bid (7) and an approved receipt (1) reviewed in the log itself, and an
+# entry of another year's log approved there.
+_REVIEWS = [
+    _review("review.withheld", 7),
+    _review("review.approved", 1),
+    _review("review.approved", 3, log=f"{ORG}/2025"),
+]
+
+
+def test_public_variant_agrees_with_the_reviews_in_its_log(tmp_path: Path) -> None:
+    b = build_bundle(tmp_path, "public", extra=_REVIEWS)
+    assert _fails(b.path) == []
+    [result] = [r for r in V.check_bag(b.path) if r.check == "publication"]
+    assert result.status == "ok"
+    assert "1 approved and 1 withheld by reviews in this log agree" in result.message
+
+
+@pytest.mark.parametrize(
+    ("hidden", "extra", "check", "says"),
+    [
+        # a withheld bid carried in full
+        (frozenset({13}), _REVIEWS, "publication", "index 7 was withheld by review.withheld"),
+        # an approved receipt carried as hash only
+        (PUBLIC_HIDDEN | {1}, _REVIEWS, "publication", "index 1 was approved for publication"),
+        # a review naming an entry that does not come before it
+        (PUBLIC_HIDDEN, [_review("review.approved", 99)], "publication", "names index 99"),
+        # an internal receipt carried in full
+        (frozenset({7}), (), "entries", "an internal entry carried in full"),
+    ],
+)
+def test_a_public_variant_showing_what_it_may_not_or_hiding_what_it_must_fails(
+    tmp_path: Path,
+    hidden: frozenset[int],
+    extra: list[tuple[str, str, str, str, dict[str, Any]]],
+    check: str,
+    says: str,
+) -> None:
+    """Each bag is consistent in every other way (manifests, summaries and opinions
+    made from what it carries): only what it publishes is wrong."""
+    b = build_bundle(tmp_path, "public", extra=extra, hidden=hidden)
+    fails = _fails(b.path)
+    assert says in _only(fails, check), fails
+    assert all(f.startswith((check, "root", "year.closed", "consistency", "disclosures",
+                             "documents", "summaries", "publication")) for f in fails)  # fmt: skip
+    if check == "publication":
+        assert len(fails) == 1, fails
+    # The full variant of the same log carries everything, and verifies.
+    assert _fails(build_bundle(tmp_path / "full", "full", extra=extra).path) == []

@@ -507,3 +507,35 @@ async def test_a_year_without_procurement_carries_an_empty_ocds_package(
         assert {"uri", "publisher", "publishedDate", "version"} <= package.keys()
         out = _verify(path)
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+async def test_the_public_bundle_agrees_with_reviews_made_in_its_year(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reviews made during the year are leaves of its own log: the offline verifier
+    holds the public bundle to them (one approved, one withheld, one internal)."""
+    org = await make_org("cr")
+    internal = {**receipt("30.00", "2025-02-03"), "visibility": "internal"}
+    rs = await post(
+        client,
+        org,
+        [
+            fund_entry("PWF", on="2025-01-02"),
+            receipt("10.00", "2025-02-01"),
+            receipt("20.00", "2025-02-02"),
+            internal,
+        ],
+    )
+    monkeypatch.setattr("api.staff.china_today", lambda: dt.date(2025, 12, 30))
+    for r in rs[:2]:
+        await approve(client, org, r)
+    await withhold(client, org, rs[2])
+    monkeypatch.undo()
+    await _close(client, org)
+    path = await _download(client, org, "public", tmp_path)
+    out = _verify(path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 approved and 1 withheld by reviews in this log agree" in out.stdout, out.stdout
+    with zipfile.ZipFile(path) as z:
+        entries = z.read(f"gongkai-{org.code}-2025/data/entries.ndjson").decode()
+    assert "10.00" in entries and "20.00" not in entries and "30.00" not in entries
