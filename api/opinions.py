@@ -220,7 +220,7 @@ async def list_opinions(
 async def opinion_stats(request: Request[Any, Any, Any], org: OrgCode) -> dict[str, Any]:
     await access.get_org(runtime(request).pool, org)
     calendar = await _calendar(request)
-    async with org_snapshot(request, org) as (conn, heads):
+    async with org_snapshot(request, org, staff=False) as (conn, heads):
         return await opinions.counts(conn, org, calendar=calendar, today=china_today()) | heads
 
 

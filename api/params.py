@@ -7,7 +7,13 @@ from typing import Annotated, Any
 
 from litestar import Request
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter, PathParameter
+from litestar.params import (
+    CookieParameter,
+    HeaderParameter,
+    Parameter,
+    ParameterKwarg,
+    PathParameter,
+)
 from litestar.typing import FieldDefinition
 
 from ledger.errors import FieldError, InvalidInput
@@ -40,15 +46,29 @@ _INTEGER_NAMES: dict[HTTPRouteHandler, frozenset[str]] = {}
 
 
 def _is_integer(field: FieldDefinition) -> bool:
+    """int, an optional int, or a list of them."""
     types = [t for t in field.inner_types if not t.is_none_type] if field.is_union else [field]
+    if len(types) == 1 and types[0].is_non_string_collection:
+        types = list(types[0].inner_types)
     return bool(types) and all(t.annotation is int for t in types)
+
+
+def _query_name(name: str, field: FieldDefinition) -> str | None:
+    """The query key of a handler parameter; None if it is a header or a cookie."""
+    kwarg = field.kwarg_definition
+    if not isinstance(kwarg, ParameterKwarg):
+        return name
+    if isinstance(kwarg, HeaderParameter | CookieParameter) or kwarg.header or kwarg.cookie:
+        return None
+    return getattr(kwarg, "name", None) or kwarg.query or name
 
 
 def _integer_names(handler: HTTPRouteHandler) -> frozenset[str]:
     names = _INTEGER_NAMES.get(handler)
     if names is None:
-        params = handler.parsed_fn_signature.parameters
-        names = frozenset(name for name, field in params.items() if _is_integer(field))
+        params = handler.parsed_fn_signature.parameters.items()
+        found = (_query_name(name, f) for name, f in params if _is_integer(f))
+        names = frozenset(n for n in found if n is not None)
         _INTEGER_NAMES[handler] = names
     return names
 

@@ -252,7 +252,7 @@ async def list_funds(request: Request[Any, Any, Any], org: OrgCode) -> list[Fund
 @get("/orgs/{org:str}/funds/{code:str}", operation_id="getFund", summary="A fund", tags=["public"])
 async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: ItemCode) -> FundOut:
     staff = await _staff(request, org)
-    async with org_snapshot(request, org) as (conn, heads):
+    async with org_snapshot(request, org, staff=staff) as (conn, heads):
         fund = await queries.get_fund(conn, org, code, staff=staff)
     return msgspec.convert(fund | heads, FundOut)
 
@@ -265,7 +265,7 @@ async def get_fund(request: Request[Any, Any, Any], org: OrgCode, code: ItemCode
 )
 async def get_project(request: Request[Any, Any, Any], org: OrgCode, code: ItemCode) -> ProjectOut:
     staff = await _staff(request, org)
-    async with org_snapshot(request, org) as (conn, heads):
+    async with org_snapshot(request, org, staff=staff) as (conn, heads):
         p = await queries.get_project(conn, org, code, staff=staff)
     return msgspec.convert(p | heads, ProjectOut)
 

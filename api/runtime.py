@@ -76,14 +76,15 @@ def runtime(request: Request[Any, Any, Any]) -> Runtime:
 
 @contextlib.asynccontextmanager
 async def org_snapshot(
-    request: Request[Any, Any, Any], org: str
+    request: Request[Any, Any, Any], org: str, *, staff: bool
 ) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
-    """A read-only REPEATABLE READ snapshot on the primary, and the heads of the org's
-    logs in it (``as_of``: the newest; ``earlier_as_of``: the rest, oldest first), for
-    numbers summed over every year: a fund's balance, a project's, the opinion counts."""
+    """A read-only REPEATABLE READ snapshot, and the heads of the org's logs in it
+    (``as_of``: the newest; ``earlier_as_of``: the rest, oldest first), for numbers
+    summed over every year: a fund's balance, a project's, the opinion counts. Staff
+    read the primary (their own writes), the public the read pool, as summaries do."""
     rt = runtime(request)
     async with (
-        rt.pool.acquire() as conn,
+        (rt.pool if staff else rt.read_pool).acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         newest, earlier = await summaries.org_as_of(conn, org, rt.signer, rt.settings.origin)

@@ -431,9 +431,14 @@ class _EntryRows:
                  WHERE org = $1 AND year = $2 AND idx = ANY($3::bigint[]) AND line = 0
                    AND (amount_fen > 0) = (flow = 'receipt')
                  ORDER BY org, year, idx, line"""
+    # Approved by the close: a review that is a leaf of the closed log itself (it
+    # precedes year.closed there, whatever the clocks said: the close's closed_at is
+    # the database's time at its start, a review's reviewed_at the app's once it held
+    # the org's lock), or one in a later log reviewed before the close.
     REVIEWS = """SELECT target_index FROM reviews
                  WHERE org = $1 AND target_year = $2 AND target_index >= $3
-                   AND target_index < $4 AND reviewed_at <= $5 AND decision = 'approved'
+                   AND target_index < $4 AND (year = $2 OR reviewed_at <= $5)
+                   AND decision = 'approved'
                  ORDER BY org, target_year, target_index"""
 
     def __init__(

@@ -28,6 +28,7 @@ from ledger.logs import Conn
 from ledger.money import from_fen
 from ledger.queries import levy_by_payer
 from ledger.tree import EMPTY_ROOT
+from ledger.workdays import china_today
 
 Period = Literal["month", "quarter", "year"]
 
@@ -138,7 +139,7 @@ async def org_as_of(
         org,
     )
     if not heads:
-        return _head_as_of(org, dt.date.today().year, None, signer, origin), []
+        return _head_as_of(org, china_today().year, None, signer, origin), []
     out = [_head_as_of(org, h["year"], (h["size"], h["root"], h["note"]), signer, origin)
            for h in heads]  # fmt: skip
     return out[-1], out[:-1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import pytest
@@ -445,3 +445,36 @@ async def test_a_balance_already_past_the_largest_total_may_still_come_down(
     more["subject"] = "fund/F"
     r = await _post(client, org, more)
     assert r.status_code == 409, r.text
+
+
+def test_query_integers_are_found_by_their_query_names() -> None:
+    """The hook looks at what the query string carries: an alias by its alias, a
+    list of integers too, and never a header or a cookie."""
+    from litestar import Litestar, get
+    from litestar.params import (
+        CookieParameter,
+        FromPath,
+        FromQuery,
+        HeaderParameter,
+        QueryParameter,
+    )  # fmt: skip
+
+    from api.params import _integer_names
+
+    @get("/t/{n:int}", sync_to_thread=False)
+    def handler(
+        n: FromPath[int],
+        plain: FromQuery[int],
+        maybe: FromQuery[int | None],
+        many: FromQuery[list[int]],
+        aliased: Annotated[int, QueryParameter(name="other-name")],
+        header: Annotated[int, HeaderParameter(name="x-count")],
+        cookie: Annotated[int, CookieParameter(name="count")],
+        text: FromQuery[str],
+        flag: FromQuery[bool],
+    ) -> None:
+        return None
+
+    Litestar([handler])  # resolves the handler's signature
+    names = _integer_names(handler)
+    assert names == {"n", "plain", "maybe", "many", "other-name"}

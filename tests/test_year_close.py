@@ -510,10 +510,18 @@ async def test_a_year_without_procurement_carries_an_empty_ocds_package(
 
 
 async def test_the_public_bundle_agrees_with_reviews_made_in_its_year(
-    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pool: asyncpg.Pool,
+    dsn: str,
+    settings: Settings,
 ) -> None:
     """Reviews made during the year are leaves of its own log: the offline verifier
-    holds the public bundle to them (one approved, one withheld, one internal)."""
+    holds the public bundle to them (one approved, one withheld, one internal). A
+    review that is a leaf of the closed log counts whatever its time says: a review
+    taking the org's lock while the close waited for it is recorded after the
+    close's start."""
     org = await make_org("cr")
     internal = {**receipt("30.00", "2025-02-03"), "visibility": "internal"}
     rs = await post(
@@ -531,11 +539,25 @@ async def test_the_public_bundle_agrees_with_reviews_made_in_its_year(
         await approve(client, org, r)
     await withhold(client, org, rs[2])
     monkeypatch.undo()
-    await _close(client, org)
+    result = await _close(client, org)
     path = await _download(client, org, "public", tmp_path)
     out = _verify(path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 approved and 1 withheld by reviews in this log agree" in out.stdout, out.stdout
+    async with pool.acquire() as conn, conn.transaction():  # past the append-only guard
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            """UPDATE reviews SET reviewed_at = c.closed_at + interval '1 second'
+               FROM year_closes c WHERE c.org = reviews.org AND c.year = 2025
+                 AND reviews.org = $1 AND reviews.year = 2025""",
+            org.code,
+        )
+    rebuilt = run_cli(dsn, settings, "archive", "build", "--org", org.code, "--year", "2025",
+                      "--variant", "public", "--out", str(tmp_path / "rebuilt"))  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    public_sha = next(b["sha256"] for b in result["bundles"] if b["variant"] == "public")
+    zipped = tmp_path / "rebuilt" / f"gongkai-{org.code}-2025-public.zip"
+    assert hashlib.sha256(zipped.read_bytes()).hexdigest() == public_sha
     with zipfile.ZipFile(path) as z:
         entries = z.read(f"gongkai-{org.code}-2025/data/entries.ndjson").decode()
     assert "10.00" in entries and "20.00" not in entries and "30.00" not in entries
