@@ -12,6 +12,7 @@ from litestar.params import FromQuery, JSONBody, Parameter
 from api.auth import require
 from api.params import NO_NUL, OrgCode
 from api.runtime import org_snapshot, runtime
+from api.schemas import OpinionStatsOut
 from ledger import access, disclosures, opinions, summaries
 from ledger.errors import LedgerError
 from ledger.workdays import china_today
@@ -217,11 +218,12 @@ async def list_opinions(
     summary="Public counts of cases by status and category, and how many are overdue",
     tags=["public"],
 )
-async def opinion_stats(request: Request[Any, Any, Any], org: OrgCode) -> dict[str, Any]:
+async def opinion_stats(request: Request[Any, Any, Any], org: OrgCode) -> OpinionStatsOut:
     await access.get_org(runtime(request).pool, org)
     calendar = await _calendar(request)
     async with org_snapshot(request, org, staff=False) as (conn, heads):
-        return await opinions.counts(conn, org, calendar=calendar, today=china_today()) | heads
+        counts = await opinions.counts(conn, org, calendar=calendar, today=china_today())
+    return msgspec.convert(counts | heads, OpinionStatsOut)
 
 
 @get(

@@ -298,3 +298,18 @@ class LevyPayersOut(msgspec.Struct):
     reviews_as_of: Annotated[
         list[AsOfOut], Meta(description="Later logs whose reviews the public numbers count")
     ]
+
+
+class OpinionStatsOut(msgspec.Struct):
+    """Public counts of an org's cases, with the log heads they were read at."""
+
+    total: int
+    by_status: dict[str, int]
+    by_category: Annotated[dict[str, int], Meta(description="By the category handled as")]
+    open: int
+    overdue: Annotated[int, Meta(description="Open and past their statutory due date")]
+    answered_late: Annotated[int, Meta(description="Closed after their due date")]
+    as_of: Annotated[AsOfOut, Meta(description="The head of the org's newest log")]
+    earlier_as_of: Annotated[
+        list[AsOfOut], Meta(description="The org's earlier logs at the same read, oldest first")
+    ]
