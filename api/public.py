@@ -207,8 +207,9 @@ async def list_entries(
     staff = await _staff(request, org)
     flt = queries.EntryFilter(year, kind, subject, since, until)
     if format != "json":
-        pool = runtime(request).pool if staff else runtime(request).read_pool
-        rows = queries.stream_entries(pool, org, flt, staff=staff, cursor=cursor)
+        rows = queries.stream_entries(
+            runtime(request).pool_for(staff), org, flt, staff=staff, cursor=cursor
+        )
         lines = exports.csv_lines(rows) if format == "csv" else exports.ndjson_lines(rows)
         media = "text/csv" if format == "csv" else "application/x-ndjson"
         name = f"{org}-entries.{format}"
@@ -273,7 +274,7 @@ async def get_project(request: Request[Any, Any, Any], org: OrgCode, code: ItemC
 def _signer(request: Request[Any, Any, Any], staff: bool) -> tuple[Any, Any]:
     """The pool a summary reads (staff read their own writes), and the checkpoint signer."""
     rt = runtime(request)
-    return (rt.pool if staff else rt.read_pool), rt.signer
+    return rt.pool_for(staff), rt.signer
 
 
 @get(
@@ -360,9 +361,7 @@ async def get_ocds(
     info = await access.get_org(runtime(request).pool, org)
     staff = await _staff(request, org)
     rt = runtime(request)
-    leaves = await queries.procurement_leaves(
-        rt.pool if staff else rt.read_pool, org, year=year, staff=staff
-    )
+    leaves = await queries.procurement_leaves(rt.pool_for(staff), org, year=year, staff=staff)
     package = ocds.build_release_package(
         leaves,
         ocid_prefix=rt.settings.ocid_prefix,

@@ -57,6 +57,10 @@ class Runtime:
             self.reads if self.read_pool is self.pool else Lent(self.pool, keep=_kept(self.pool, 4))
         )
 
+    def pool_for(self, staff: bool) -> asyncpg.Pool:
+        """Staff read the primary (their own writes); the public the read pool."""
+        return self.pool if staff else self.read_pool
+
     async def close_reads(self) -> None:
         await self.reads.close()
         await self.primary_reads.close()
@@ -84,7 +88,7 @@ async def org_snapshot(
     read the primary (their own writes), the public the read pool, as summaries do."""
     rt = runtime(request)
     async with (
-        (rt.pool if staff else rt.read_pool).acquire() as conn,
+        rt.pool_for(staff).acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         newest, earlier = await summaries.org_as_of(conn, org, rt.signer, rt.settings.origin)

@@ -97,31 +97,35 @@ def _head_as_of(
     return AsOf(f"{org}/{year}", size, root.hex(), note)
 
 
-async def _as_of(
-    conn: asyncpg.Connection, org: str, year: int, signer: NoteSigner | None, origin: str
-) -> AsOf:
-    head = await conn.fetchrow(
-        """SELECT l.size, l.root, c.note FROM logs l
-           LEFT JOIN checkpoints c ON c.org = l.org AND c.year = l.year AND c.size = l.size
-           WHERE l.org = $1 AND l.year = $2""",
-        org,
-        year,
-    )
-    return _head_as_of(org, year, head, signer, origin)
+#: The heads of the org's logs from year $2 on, as (year, size, root, stored note), in
+#: year order. (_FUND_SUMMARY reads the same heads inside its one statement.)
+_LOG_HEADS = """SELECT l.year, l.size, l.root, c.note FROM logs l
+                LEFT JOIN checkpoints c ON c.org = l.org AND c.year = l.year AND c.size = l.size
+                WHERE l.org = $1 AND l.year >= $2 ORDER BY l.year"""
+
+
+def _heads_as_of(
+    org: str, heads: Sequence[Sequence[Any]], signer: NoteSigner | None, origin: str
+) -> dict[int, AsOf]:
+    """Year to AsOf of rows read as ``_LOG_HEADS`` reads them, in year order."""
+    return {h[0]: _head_as_of(org, h[0], tuple(h)[1:], signer, origin) for h in heads}
+
+
+def _year_and_later(
+    org: str, year: int, heads: Sequence[Sequence[Any]], signer: NoteSigner | None, origin: str
+) -> tuple[AsOf, list[AsOf]]:
+    """The year's AsOf (its empty tree if it has no log yet), and the later years'."""
+    by_year = _heads_as_of(org, heads, signer, origin)
+    main = by_year.pop(year, None) or _head_as_of(org, year, None, signer, origin)
+    return main, list(by_year.values())
 
 
 async def snapshot_as_of(
     conn: asyncpg.Connection, org: str, year: int, signer: NoteSigner | None, origin: str
 ) -> tuple[AsOf, list[AsOf]]:
     """The head of the year's log, and of later logs (where its reviews may be)."""
-    main = await _as_of(conn, org, year, signer, origin)
-    later = [
-        await _as_of(conn, org, r["year"], signer, origin)
-        for r in await conn.fetch(
-            "SELECT year FROM logs WHERE org = $1 AND year > $2 ORDER BY year", org, year
-        )
-    ]
-    return main, later
+    heads = await conn.fetch(_LOG_HEADS, org, year)
+    return _year_and_later(org, year, heads, signer, origin)
 
 
 async def org_as_of(
@@ -132,17 +136,10 @@ async def org_as_of(
     Read in the caller's snapshot (REPEATABLE READ), so they name exactly the leaves
     the numbers were summed from. An org without any log yet answers its current
     year's empty tree."""
-    heads = await conn.fetch(
-        """SELECT l.year, l.size, l.root, c.note FROM logs l
-           LEFT JOIN checkpoints c ON c.org = l.org AND c.year = l.year AND c.size = l.size
-           WHERE l.org = $1 ORDER BY l.year""",
-        org,
-    )
+    heads = list(_heads_as_of(org, await conn.fetch(_LOG_HEADS, org, 0), signer, origin).values())
     if not heads:
         return _head_as_of(org, china_today().year, None, signer, origin), []
-    out = [_head_as_of(org, h["year"], (h["size"], h["root"], h["note"]), signer, origin)
-           for h in heads]  # fmt: skip
-    return out[-1], out[:-1]
+    return heads[-1], heads[:-1]
 
 
 _FUND_SUMMARY = """
@@ -201,9 +198,7 @@ async def fund_summary(
     target_row = fund["target"]
     direction = target_row[0] if target_row else None
     target = target_row[1] if target_row else None
-    heads = {h[0]: tuple(h)[1:] for h in fund["heads"]}  # year: (size, root, note)
-    as_of = _head_as_of(org, year, heads.pop(year, None), signer, origin)
-    later = [_head_as_of(org, y, h, signer, origin) for y, h in sorted(heads.items())]
+    as_of, later = _year_and_later(org, year, fund["heads"], signer, origin)
 
     buckets: dict[str, list[int]] = {}
     order: list[str] = []
