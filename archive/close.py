@@ -118,8 +118,10 @@ async def close_year(
         )
         size, root = final["size"], bytes(final["root"])
         assert size == receipt.index + 1
-        await conn.execute(
-            "UPDATE logs SET closed_at = now() WHERE org = $1 AND year = $2", org, year
+        closed_at = await conn.fetchval(
+            "UPDATE logs SET closed_at = now() WHERE org = $1 AND year = $2 RETURNING closed_at",
+            org,
+            year,
         )
         note = signer.sign(Checkpoint(settings.log_origin(org, year), size, root))
         await conn.execute(
@@ -132,10 +134,8 @@ async def close_year(
             note,
         )
         as_of = {"log": f"{org}/{year}", "tree_size": size, "root": root.hex(), "checkpoint": note}
-        report = await opinions.annual_report(conn, org, org_name, year, as_of)
-        closed_at = await conn.fetchval(
-            "SELECT closed_at FROM logs WHERE org = $1 AND year = $2", org, year
-        )
+        # What the bundles show in full (archive.bundle, REVIEWS) is what it counts.
+        report = await opinions.annual_report(conn, org, org_name, year, as_of, closed_at)
         await conn.execute(
             """INSERT INTO year_closes (org, year, closed_at, closed_on, final_size, final_root,
                    annual_report, open_items) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",

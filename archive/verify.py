@@ -75,6 +75,7 @@ import array
 import base64
 import binascii
 import bisect
+import collections
 import csv
 import hashlib
 import io
@@ -1456,6 +1457,16 @@ class _Bag:
     hash_only: int = 0
     stubs: array.array[int] = field(default_factory=lambda: array.array("q"))
     reviews: list[tuple[int, int, bool]] = field(default_factory=list)
+    # Each piece's first index, kinds and codes (``_Piece``): a leaf's kind by index.
+    coded: list[tuple[int, list[str], array.array[int]]] = field(default_factory=list)
+    carried: collections.Counter[str] = field(default_factory=collections.Counter)
+    internal: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def kind_at(self, index: int) -> str | None:
+        """The kind of the leaf at ``index``, None if it is carried as hash only."""
+        first, kinds, codes = self.coded[bisect.bisect_right(self.coded, index, key=_first) - 1]
+        code = codes[index - first]
+        return kinds[code - 1] if code else None
 
     @property
     def log(self) -> str | None:
@@ -1463,6 +1474,10 @@ class _Bag:
 
     def data(self, rel: str) -> Path:
         return self.root / "data" / rel
+
+
+def _first(coded: tuple[int, Any, Any]) -> int:
+    return coded[0]
 
 
 _INFO_REQUIRED = (
@@ -1735,6 +1750,12 @@ class _Piece:
     # of this log's entries found among the leaves (review index, target, approved).
     stubs: array.array[int] = field(default_factory=lambda: array.array("q"))
     reviews: list[tuple[int, int, bool]] = field(default_factory=list)
+    # Each line's kind as a code: 0 hash only, n for kinds[n - 1]; and how many leaves
+    # of each kind were carried in full, and of those how many were internal.
+    kinds: list[str] = field(default_factory=list)
+    codes: array.array[int] = field(default_factory=lambda: array.array("I"))
+    carried: dict[str, int] = field(default_factory=dict)
+    internal: dict[str, int] = field(default_factory=dict)
     last: dict[str, Any] | None = None
     error: tuple[int, str] | None = None  # (index, message): the piece stopped there
     pid: int = field(default_factory=os.getpid)  # the process that checked it
@@ -1812,6 +1833,8 @@ def _check_piece(
     hashes: list[bytes] = []
     summarising = True
     index = first
+    code_of: dict[str, int] = {}
+    codes = piece.codes
     for index, line in enumerate(lines, start=first):
         try:
             h, leaf = _entry_line(line, index, log, full)
@@ -1822,12 +1845,20 @@ def _check_piece(
         if leaf is None:
             piece.hash_only += 1
             piece.stubs.append(index)
+            codes.append(0)
             piece.last = {"index": index}
             if summarising:
                 summary.add(None)
             continue
         piece.last = leaf
         kind = leaf["kind"]
+        code = code_of.get(kind)
+        if code is None:
+            piece.kinds.append(kind)
+            code = code_of[kind] = len(piece.kinds)
+        codes.append(code)
+        if leaf["visibility"] != "public":
+            piece.internal[kind] = piece.internal.get(kind, 0) + 1
         if kind == "disclosure.published":
             piece.disclosures.append((index, leaf))
         elif kind.startswith("opinion."):
@@ -1855,6 +1886,9 @@ def _check_piece(
             index = first + len(lines)
             piece.error = (index, "the line does not end with a newline (truncated file?)")
     piece.lines = len(hashes)
+    for code, n in collections.Counter(codes).items():
+        if code:
+            piece.carried[piece.kinds[code - 1]] = n
     piece.subtrees = _subtrees(first, hashes, wanted)
     return piece
 
@@ -1968,6 +2002,9 @@ def _check_entries(bag: _Bag, piece_bytes: int | None = None) -> str:
         bag.hash_only += piece.hash_only
         bag.stubs.extend(piece.stubs)
         bag.reviews.extend(piece.reviews)
+        bag.coded.append((piece.first, piece.kinds, piece.codes))
+        bag.carried.update(piece.carried)
+        bag.internal.update(piece.internal)
         bag.disclosures.extend(piece.disclosures)
         bag.opinions.extend(piece.opinions)
         if piece.last is not None:
@@ -2247,6 +2284,163 @@ def _check_documents(bag: _Bag) -> str:
     return ("parse: " + ", ".join(done)) if done else "none carried"
 
 
+def _system_kind(kind: str) -> bool:
+    """A kind the ledger writes itself (never reviewed; public without review)."""
+    return kind.startswith(("review.", "year.", "opinion.")) or kind == "disclosure.published"
+
+
+def _count(value: Any, where: str) -> int:
+    if type(value) is not int or value < 0:
+        raise VerificationError(f"data/annual-report.json: {where} is {value!r}, not a count")
+    return value
+
+
+def _report_part(doc: Any, key: str, kind: type) -> Any:
+    part = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(part, kind):
+        raise VerificationError(f"data/annual-report.json: '{key}' is missing or malformed")
+    return part
+
+
+def _request_checks(table: dict[str, Any]) -> dict[str, Any]:
+    """The cross-checks of table 三 recomputed from its counts, as the report states them
+    (numbers and verdicts; the labels are not compared)."""
+    columns = [c["key"] for c in table["columns"]]
+    rows = {row["key"]: row for row in table["rows"]}
+    subs = [
+        row for row in table["rows"]
+        if row["key"].startswith("results.") and row["key"] != "results.total"
+        and row["values"] is not None
+    ]  # fmt: skip
+
+    def at(row: dict[str, Any], c: str) -> int:
+        return _count(row["values"][c], f"requests row {row['key']} column {c}")
+
+    balance, totals, sums = [], [], []
+    for c in columns:
+        new, over = at(rows["new"], c), at(rows["carried_over"], c)
+        total, forward = at(rows["results.total"], c), at(rows["carried_forward"], c)
+        balance.append((c, new + over, total + forward, new + over == total + forward))
+        parts = sum(at(row, c) for row in subs)
+        totals.append((c, parts, total, parts == total))
+    for row in table["rows"]:
+        if row["values"] is not None:
+            parts = sum(at(row, c) for c in columns if c != "total")
+            sums.append((row["key"], parts, at(row, "total"), parts == at(row, "total")))
+    verdict = all(item[3] for group in (balance, totals, sums) for item in group)
+    return {"holds": verdict, "balance": balance, "results_total": totals, "column_total": sums}
+
+
+def _stated_checks(checks: dict[str, Any]) -> dict[str, Any]:
+    fields = {
+        "balance": ("column", "new_plus_carried_over", "results_plus_carried_forward"),
+        "results_total": ("column", "sum_of_sub_rows", "total"),
+        "column_total": ("row", "sum_of_columns", "total"),
+    }
+    out: dict[str, Any] = {"holds": checks["holds"]}
+    for group, names in fields.items():
+        out[group] = [(*(item[n] for n in names), item["holds"]) for item in checks[group]["items"]]
+    return out
+
+
+def _check_annual_report(bag: _Bag) -> str:
+    """annual-report.json was made from this log at its close: it names the final
+    checkpoint, its table 三 cross-checks state what its counts give, and the records
+    it says were published agree with the leaves (public variant: exactly those of each
+    kind carried in full; full variant: at least those approved by reviews in this log,
+    at most the public leaves of the kind). Table 三's counts themselves come from the
+    requests of every year and are not recounted."""
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    try:
+        doc = json.loads(
+            bag.data("annual-report.json").read_bytes(), object_pairs_hook=_no_duplicate_keys
+        )
+    except FileNotFoundError:
+        raise VerificationError("data/annual-report.json is missing") from None
+    except ValueError as exc:
+        raise VerificationError(f"data/annual-report.json is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("org") != bag.org or doc.get("year") != bag.year:
+        raise VerificationError(f"data/annual-report.json is not the report of {bag.log}")
+    as_of = {
+        "log": bag.log,
+        "tree_size": bag.size,
+        "root": bag.root_hash.hex(),
+        "checkpoint": _read_text(bag.data("checkpoint.txt"), "data/checkpoint.txt"),
+    }
+    if doc.get("as_of") != as_of:
+        raise VerificationError(
+            "data/annual-report.json: as_of is not the final checkpoint "
+            f"(size {bag.size}, root {bag.root_hash.hex()})"
+        )
+    try:
+        requests = _report_part(doc, "requests", dict)
+        stated, recomputed = _stated_checks(doc["checks"]), _request_checks(requests)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise VerificationError(f"data/annual-report.json: table 三 malformed ({exc!r})") from None
+    for group in ("balance", "results_total", "column_total"):
+        if stated[group] != recomputed[group]:
+            raise VerificationError(
+                f"data/annual-report.json: checks.{group} states {stated[group]}, "
+                f"its table gives {recomputed[group]}"
+            )
+    if stated["holds"] is not recomputed["holds"]:
+        raise VerificationError(f"data/annual-report.json: checks.holds is {stated['holds']!r}")
+    table = _report_part(doc, "ledger_published", dict)
+    rows = table.get("rows")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise VerificationError("data/annual-report.json: ledger_published.rows malformed")
+    published: dict[str, int] = {}
+    for row in rows:
+        kind = row.get("key")
+        if type(kind) is not str or kind in published or _system_kind(kind):
+            raise VerificationError(f"data/annual-report.json: ledger_published row {kind!r}")
+        published[kind] = _count(row.get("count"), f"ledger_published count of {kind}")
+    if _count(table.get("total"), "ledger_published total") != sum(published.values()):
+        raise VerificationError("data/annual-report.json: ledger_published total is not its sum")
+    approved = collections.Counter(
+        bag.kind_at(target) for _, target, yes in bag.reviews if yes and 0 <= target < bag.size
+    )
+    for kind in sorted({*published, *(k for k in bag.carried if not _system_kind(k))}):
+        said = published.get(kind, 0)
+        shown = bag.carried[kind] - bag.internal[kind]
+        if bag.variant == "public":
+            low = high = shown
+        else:
+            low, high = approved[kind], shown
+        if not low <= said <= high:
+            want = f"{low}" if low == high else f"between {low} and {high}"
+            raise VerificationError(
+                f"data/annual-report.json: {said} {kind} records published, the leaves give {want}"
+            )
+    licensing = [
+        row
+        for section in _report_part(doc, "proactive", dict).get("sections", [])
+        for row in section.get("rows", [])
+        if row.get("key") == "licensing"
+    ]
+    if [r.get("values", {}).get("decisions") for r in licensing] != [
+        published.get("project.approval", 0)
+    ]:
+        raise VerificationError(
+            "data/annual-report.json: licensing decisions are not the project.approval "
+            "records published"
+        )
+    for group in _report_part(doc, "appeals", dict).get("groups", []):
+        values = group.get("values") if isinstance(group, dict) else None
+        if not isinstance(values, dict) or "total" not in values:
+            raise VerificationError("data/annual-report.json: an appeals group is malformed")
+        parts = [_count(v, f"appeals {group.get('key')} {k}") for k, v in values.items()]
+        if 2 * values["total"] != sum(parts):
+            raise VerificationError(
+                f"data/annual-report.json: appeals {group.get('key')}: total is not its sum"
+            )
+    return (
+        f"names the final checkpoint; table 三 cross-checks as stated; "
+        f"{sum(published.values())} records published agree with the leaves"
+    )
+
+
 #: The opinion events whose leaf commits to the citizen's words and contact.
 _COMMITTED = ("opinion.submitted", "opinion.supplied")
 
@@ -2451,6 +2645,7 @@ def check_bag(bag_dir: Path, pinned_vkey: str | None = None) -> list[CheckResult
         _run(results, "consistency", _check_consistency, bag)
     _run(results, "disclosures", _check_disclosures, bag)
     _run(results, "documents", _check_documents, bag)
+    _run(results, "annual-report", _check_annual_report, bag)
     _run(results, "summaries", _check_summaries, bag)
     hashing.join()
     results[at:at] = manifest

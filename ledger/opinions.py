@@ -756,7 +756,11 @@ async def counts(conn: Any, org: str, *, calendar: WorkCalendar, today: dt.date)
 
 
 async def annual_report(conn: Any, org: str, org_name: str, year: int,
-                        as_of: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+                        as_of: dict[str, Any] | None,
+                        approved_by: dt.datetime | None = None) -> dict[str, Any]:  # fmt: skip
+    """The year's report as of now; ``approved_by`` (the close's ``closed_at``) counts
+    as published only what the year's archive bundle shows in full: entries approved
+    by a review in the year's own log, or in a later log by then."""
     rows = await conn.fetch(
         """SELECT tracking_sha256, applicant_type, received_on, outcome, reason, decided_on
            FROM opinions WHERE org = $1 AND category = 'disclosure_request'""",
@@ -785,9 +789,11 @@ async def annual_report(conn: Any, org: str, org_name: str, year: int,
             """SELECT l.kind, count(*) AS n FROM leaves l
                JOIN reviews rv ON rv.org = l.org AND rv.target_year = l.year
                     AND rv.target_index = l.idx AND rv.decision = 'approved'
+                    AND (rv.year = l.year OR $3::timestamptz IS NULL OR rv.reviewed_at <= $3)
                WHERE l.org = $1 AND l.year = $2 GROUP BY l.kind ORDER BY l.kind""",
             org,
             year,
+            approved_by,
         )
     }
     licences = sum(n for kind, n in published.items() if kind == "project.approval")

@@ -8,7 +8,9 @@ definitions it must agree with, not against itself.
 from __future__ import annotations
 
 import base64
+import collections
 import csv
+import datetime as dt
 import hashlib
 import io
 import json
@@ -34,8 +36,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archive import verify as V
+from ledger.annual_report import (
+    AppealRecord,
+    ProactiveCounts,
+    RequestRecord,
+    build_annual_report,
+)
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import Checkpoint, NoteSigner
+from ledger.kinds import KINDS, SYSTEM_KINDS
 from ledger.tree import consistency_proof, leaf_hash, root_from_leaf_hashes
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -132,6 +141,33 @@ def _opinion_lines(leaves: list[dict[str, Any]], variant: str) -> bytes:
 PUBLIC_HIDDEN = frozenset({7, 13})
 
 
+def _report(
+    leaves: list[dict[str, Any]], hidden: frozenset[int], as_of: dict[str, Any]
+) -> dict[str, Any]:
+    """The annual report as the close makes it: published are the entries the public
+    variant carries in full (those not ``hidden``) of the kinds a review decides."""
+    published = collections.Counter(
+        leaf["kind"]
+        for leaf in leaves
+        if leaf["kind"] not in SYSTEM_KINDS
+        and leaf["visibility"] == "public"
+        and leaf["index"] not in hidden
+    )
+    return build_annual_report(
+        org=ORG,
+        org_name="示范县人民政府",
+        year=YEAR,
+        requests=[RequestRecord("r1", "natural_person", dt.date(2026, 3, 1), "disclosed",
+                                None, dt.date(2026, 3, 20)),
+                  RequestRecord("r2", "commercial", dt.date(2026, 12, 1))],
+        proactive=ProactiveCounts(
+            licensing_decisions=published["project.approval"], ledger_published=published
+        ),
+        appeals=[AppealRecord("reconsideration", "upheld")],
+        as_of=as_of,
+    )  # fmt: skip
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -217,7 +253,6 @@ def build_bundle(
         entry = {"index": i, "leaf_hash": h.hex()} | ({} if stub else {"leaf": leaf})
         entries.append(entry)
     (data / "entries.ndjson").write_bytes(b"".join(canonical_bytes(e) + b"\n" for e in entries))
-    (data / "checkpoint.txt").write_text(signer.sign(Checkpoint(origin, n, root)))
     (data / "vkey.txt").write_text(signer.vkey() + "\n")
     proofs = []
     for period, m, signed in (("2026-Q1", 5, True), ("2026-Q2", 13, False)):
@@ -236,7 +271,10 @@ def build_bundle(
     (data / "opinions.ndjson").write_bytes(_opinion_lines(leaves, variant))
     (data / "disclosures" / "2026-Q1.json").write_bytes(disclosure)
     (data / "disclosures" / "2026-Q2.json").write_bytes(q2)
-    (data / "annual-report.json").write_bytes(canonical_bytes({"year": YEAR}))
+    note = signer.sign(Checkpoint(origin, n, root))
+    (data / "checkpoint.txt").write_text(note)
+    as_of = {"log": LOG, "tree_size": n, "root": root.hex(), "checkpoint": note}
+    (data / "annual-report.json").write_bytes(canonical_bytes(_report(leaves, hidden, as_of)))
     ocds = {"uri": "x", "releases": [{"ocid": "ocds-x-T-1"}]}
     (data / "procurement" / "ocds-release-package.json").write_bytes(canonical_bytes(ocds))
     for name, content in V.summary_csvs(entries).items():
@@ -1332,3 +1370,119 @@ def test_a_public_variant_showing_what_it_may_not_or_hiding_what_it_must_fails(
         assert len(fails) == 1, fails
     # The full variant of the same log carries everything, and verifies.
     assert _fails(build_bundle(tmp_path / "full", "full", extra=extra).path) == []
+
+
+# --------------------------------------------------------------------------------------
+# the annual report against the log
+# --------------------------------------------------------------------------------------
+
+
+def _published(doc: dict[str, Any], kind: str, by: int) -> None:
+    table = doc["ledger_published"]
+    [row] = [r for r in table["rows"] if r["key"] == kind] or [None]
+    if row is None:
+        row = {"key": kind, "label": kind, "count": 0}
+        table["rows"].append(row)
+    row["count"] += by
+    table["total"] += by
+
+
+def _requests_new(doc: dict[str, Any]) -> None:
+    [row] = [r for r in doc["requests"]["rows"] if r["key"] == "new"]
+    row["values"]["natural_person"] += 1
+    row["values"]["total"] += 1
+
+
+def _licensing(doc: dict[str, Any]) -> None:
+    [section] = [s for s in doc["proactive"]["sections"] if s["key"] == "article_20_5"]
+    section["rows"][0]["values"]["decisions"] = 1
+
+
+@pytest.mark.parametrize(
+    ("variant", "extra", "change", "says"),
+    [
+        (
+            "full",
+            (),
+            lambda d: d["as_of"].update(tree_size=d["as_of"]["tree_size"] - 1),
+            "as_of is not the final checkpoint",
+        ),
+        ("public", (), lambda d: d.update(year=2025), "is not the report of demo-county/2026"),
+        # a count changed without the cross-checks that depend on it
+        ("full", (), _requests_new, "checks.balance states"),
+        ("public", (), lambda d: d["checks"].update(holds=False), "checks.holds is False"),
+        # one record more than the public variant shows
+        (
+            "public",
+            (),
+            lambda d: _published(d, "fund.receipt", 1),
+            "3 fund.receipt records published, the leaves give 2",
+        ),
+        # fewer than this log's own reviews approved
+        (
+            "full",
+            _REVIEWS,
+            lambda d: _published(d, "fund.receipt", -2),
+            "0 fund.receipt records published, the leaves give between 1 and 2",
+        ),
+        # more than the log's public leaves of the kind (the internal one counted)
+        (
+            "full",
+            (),
+            lambda d: _published(d, "fund.receipt", 1),
+            "3 fund.receipt records published, the leaves give between 0 and 2",
+        ),
+        (
+            "full",
+            (),
+            lambda d: _published(d, "project.approval", 1),
+            "1 project.approval records published, the leaves give 0",
+        ),
+        ("public", (), lambda d: d["ledger_published"].update(total=0), "total is not its sum"),
+        (
+            "public",
+            (),
+            lambda d: _published(d, "review.approved", 0),
+            "ledger_published row 'review.approved'",
+        ),
+        ("public", (), _licensing, "licensing decisions are not the project.approval"),
+        (
+            "full",
+            (),
+            lambda d: d["appeals"]["groups"][0]["values"].update(total=2),
+            "appeals reconsideration: total is not its sum",
+        ),
+        ("full", (), lambda d: d["requests"]["rows"].pop(0), "table 三 malformed"),
+    ],
+)
+def test_an_annual_report_that_does_not_match_its_log_fails(
+    tmp_path: Path,
+    variant: str,
+    extra: list[tuple[str, str, str, str, dict[str, Any]]],
+    change: Any,
+    says: str,
+) -> None:
+    """The report is rewritten and the manifests made again: only the report is wrong."""
+    b = build_bundle(tmp_path, variant, extra=extra)
+    assert _fails(b.path) == []
+    path = b.path / "data/annual-report.json"
+    doc = json.loads(path.read_bytes())
+    change(doc)
+    path.write_bytes(canonical_bytes(doc))
+    _write_manifests(b.path)
+    fails = _fails(b.path)
+    assert len(fails) == 1 and says in _only(fails, "annual-report"), fails
+
+
+def test_the_annual_report_check_reports_what_it_compared(tmp_path: Path) -> None:
+    b = build_bundle(tmp_path, "public")
+    [result] = [r for r in V.check_bag(b.path) if r.check == "annual-report"]
+    assert result.status == "ok", result
+    # A fund, 2 receipts (not the internal one), a disbursement, a reversal, 2 tenders,
+    # 2 bids (not the withheld one), an award, a contract and a cancellation.
+    assert result.message.endswith("12 records published agree with the leaves"), result
+
+
+def test_the_verifier_knows_the_ledgers_system_kinds() -> None:
+    """A system kind is never reviewed, so never counted as published."""
+    assert {k for k in KINDS if V._system_kind(k)} == SYSTEM_KINDS

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from archive import bundle
+from ledger import opinions
 from ledger.checkpoint import signer_for
 from ledger.errors import Conflict
 from ledger.settings import Settings
@@ -561,3 +562,33 @@ async def test_the_public_bundle_agrees_with_reviews_made_in_its_year(
     with zipfile.ZipFile(path) as z:
         entries = z.read(f"gongkai-{org.code}-2025/data/entries.ndjson").decode()
     assert "10.00" in entries and "20.00" not in entries and "30.00" not in entries
+
+
+async def test_the_close_counts_as_published_what_the_public_bundle_shows(
+    client: Any, pool: asyncpg.Pool
+) -> None:
+    """The report frozen at the close counts an entry approved in a later log only if
+    the review was made by the close (the bundle's rule), whatever it could see."""
+    org = await make_org("cq")
+    await _year(client, org)  # its reviews are made today: leaves of a later log
+    await _close(client, org)
+    close = await pool.fetchrow(
+        "SELECT closed_at, annual_report FROM year_closes WHERE org = $1 AND year = 2025",
+        org.code,
+    )
+    stored = json.loads(bytes(close["annual_report"]))["ledger_published"]
+    assert stored["total"] == 6, stored  # the six approved entries
+    async with pool.acquire() as conn, conn.transaction():  # past the append-only guard
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            """UPDATE reviews SET reviewed_at = $2::timestamptz + interval '1 second'
+               WHERE org = $1 AND target_year = 2025 AND target_index = 0""",
+            org.code,
+            close["closed_at"],
+        )
+    async with pool.acquire() as conn:
+        now = await opinions.annual_report(conn, org.code, "c", 2025, None)
+        at_close = await opinions.annual_report(conn, org.code, "c", 2025, None, close["closed_at"])
+    assert now["ledger_published"]["total"] == 6
+    assert at_close["ledger_published"]["total"] == 5
+    assert "fund.opened" not in {r["key"] for r in at_close["ledger_published"]["rows"]}
