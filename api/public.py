@@ -247,7 +247,9 @@ async def get_entry(
 async def list_funds(request: Request[Any, Any, Any], org: OrgCode) -> list[FundOut]:
     await access.get_org(runtime(request).pool, org)
     staff = await _staff(request, org)
-    return [FundOut(**f) for f in await queries.list_funds(runtime(request).pool, org, staff=staff)]
+    async with org_snapshot(request, org, staff=staff) as (conn, heads):
+        funds = await queries.list_funds(conn, org, staff=staff)
+    return [msgspec.convert(f | heads, FundOut) for f in funds]
 
 
 @get("/orgs/{org:str}/funds/{code:str}", operation_id="getFund", summary="A fund", tags=["public"])
@@ -303,8 +305,9 @@ async def get_fund_summary(
 async def list_projects(request: Request[Any, Any, Any], org: OrgCode) -> list[ProjectSummaryOut]:
     await access.get_org(runtime(request).pool, org)
     staff = await _staff(request, org)
-    rows = await queries.list_projects(runtime(request).pool, org, staff=staff)
-    return [msgspec.convert(r, ProjectSummaryOut) for r in rows]
+    async with org_snapshot(request, org, staff=staff) as (conn, heads):
+        rows = await queries.list_projects(conn, org, staff=staff)
+    return [msgspec.convert(r | heads, ProjectSummaryOut) for r in rows]
 
 
 @get(

@@ -157,11 +157,11 @@ class FundOut(msgspec.Struct, omit_defaults=True):
     status: str | None = None
     as_of: Annotated[
         AsOfOut | None,
-        Meta(description="One fund: the head of the org's newest log the balance was read at"),
+        Meta(description="The head of the org's newest log the balance was read at"),
     ] = None
     earlier_as_of: Annotated[
         list[AsOfOut] | None,
-        Meta(description="One fund: the org's earlier logs at the same read, oldest first"),
+        Meta(description="The org's earlier logs at the same read, oldest first"),
     ] = None
 
 
@@ -257,6 +257,13 @@ class ProjectSummaryOut(msgspec.Struct):
     status: str
     budget: str
     disbursed: str
+    as_of: Annotated[
+        AsOfOut, Meta(description="The head of the org's newest log the numbers were read at")
+    ]
+    earlier_as_of: Annotated[
+        list[AsOfOut],
+        Meta(description="The org's earlier logs at the same read, oldest first"),
+    ]
 
 
 class TenderOut(msgspec.Struct, omit_defaults=True):

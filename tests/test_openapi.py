@@ -40,11 +40,13 @@ async def test_the_service_routes_answer_under_the_api_prefix_too(client: Any) -
 
 
 async def test_every_summed_number_documents_its_log_heads(client: Any) -> None:
-    """One fund, one project and the opinion counts describe as_of and earlier_as_of."""
+    """Funds, projects (lists and single) and the opinion counts describe as_of and
+    earlier_as_of."""
     doc = (await client.get("/schema/openapi.json")).json()
     schemas = doc["components"]["schemas"]
-    for path in ("/funds/{code}", "/projects/{code}", "/opinions/stats"):
+    for path in ("/funds", "/funds/{code}", "/projects", "/projects/{code}", "/opinions/stats"):
         ok = doc["paths"][f"/api/v1/orgs/{{org}}{path}"]["get"]["responses"]["200"]
-        name = ok["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        schema = ok["content"]["application/json"]["schema"]
+        name = schema.get("items", schema)["$ref"].rsplit("/", 1)[1]
         props = schemas[name]["properties"]
         assert {"as_of", "earlier_as_of"} <= set(props), (path, sorted(props))

@@ -335,7 +335,7 @@ async def test_fund_and_project_state_the_heads_of_every_log_they_sum(
         await _assert_heads(client, pool, org, [got["as_of"], *got["earlier_as_of"]])
     fund = (await client.get(f"/api/v1/orgs/{org.code}/funds/PWF", headers=org.auth())).json()
     assert fund["balance"] == "85.00"
-    # The public see the same heads over approved entries only; lists carry no heads.
+    # The public see the same heads over approved entries only, in the lists too.
     for r in done[:3]:
         await approve(client, org, r)
     public = (await client.get(f"/api/v1/orgs/{org.code}/funds/PWF")).json()
@@ -343,8 +343,13 @@ async def test_fund_and_project_state_the_heads_of_every_log_they_sum(
     assert public["as_of"]["log"] == f"{org.code}/2026"
     assert public["as_of"]["tree_size"] == 6  # the three reviews are 2026 entries
     await _assert_heads(client, pool, org, [public["as_of"], *public["earlier_as_of"]])
-    listed = (await client.get(f"/api/v1/orgs/{org.code}/funds")).json()
-    assert "as_of" not in listed[0]
+    for path in ("funds", "projects"):
+        [listed] = (await client.get(f"/api/v1/orgs/{org.code}/{path}")).json()
+        assert (listed["as_of"], listed["earlier_as_of"]) == (
+            public["as_of"],
+            public["earlier_as_of"],
+        ), path
+    assert listed["disbursed"] == "0.00"  # the disbursement is not approved
     project_view = (await client.get(f"/api/v1/orgs/{org.code}/projects/PRJ-1")).json()
     assert project_view["disbursed"] == "0.00"
     assert project_view["as_of"] == public["as_of"]
