@@ -77,6 +77,7 @@ import binascii
 import bisect
 import collections
 import csv
+import datetime
 import hashlib
 import io
 import json
@@ -1431,6 +1432,58 @@ def _read_manifest(path: Path, name: str) -> dict[str, str]:
     return entries
 
 
+#: The OCDS release tag of a procurement leaf, and of a reversal of a bid, award or
+#: contract leaf (ledger/ocds.py, whose mapping of the rest is not repeated here).
+OCDS_TAGS = {
+    "procurement.tender": "tender",
+    "procurement.bid": "tenderUpdate",
+    "procurement.award": "award",
+    "procurement.contract": "contract",
+    "procurement.amendment": "tenderAmendment",
+    "procurement.cancelled": "tenderCancellation",
+}
+OCDS_REVERSAL_TAGS = {
+    "procurement.bid": "tenderUpdate",
+    "procurement.award": "awardCancellation",
+    "procurement.contract": "contractUpdate",
+}
+
+
+class _Releases:
+    """The releases the OCDS package must hold, from the leaves carried in full (in
+    index order): one a procurement leaf, and one a reversal of a bid, award or
+    contract leaf carried before it; each as (id, tender_id, tag, date)."""
+
+    def __init__(self) -> None:
+        self.expected: list[tuple[str, str, str, str]] = []
+        self.latest = ""  # the newest recorded_at of a procurement or reversal leaf
+        self._events: dict[int, tuple[str, str]] = {}  # index -> (tender_id, kind)
+
+    def add(self, leaf: Mapping[str, Any]) -> None:
+        kind, body, index = leaf["kind"], leaf["body"], leaf["index"]
+        recorded = _str(leaf["recorded_at"], "recorded_at")
+        if kind == "correction.reversal" or kind.startswith("procurement."):
+            self.latest = max(self.latest, recorded)  # the builder's input, all of it
+        if kind == "correction.reversal":
+            target = body.get("target_index")
+            found = self._events.get(target) if body.get("target_log") == leaf["log"] else None
+            if found is None:
+                return
+            tender_id, tag = found[0], OCDS_REVERSAL_TAGS[found[1]]
+        elif kind in OCDS_TAGS:
+            tender_id, tag = str(body["tender_id"]), OCDS_TAGS[kind]
+            if kind in OCDS_REVERSAL_TAGS:
+                self._events[index] = (tender_id, kind)
+        else:
+            return
+        when = datetime.datetime.fromisoformat(recorded)
+        if when.tzinfo is None:
+            raise ValueError(f"recorded_at {recorded!r} has no time zone")
+        when = when.astimezone(datetime.UTC)
+        date = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.expected.append((f"{leaf['log']}-{index}", tender_id, tag, date))
+
+
 @dataclass
 class _Bag:
     root: Path
@@ -1459,6 +1512,7 @@ class _Bag:
     reviews: list[tuple[int, int, bool]] = field(default_factory=list)
     # Each piece's first index, kinds and codes (``_Piece``): a leaf's kind by index.
     coded: list[tuple[int, list[str], array.array[int]]] = field(default_factory=list)
+    releases: _Releases = field(default_factory=_Releases)
     carried: collections.Counter[str] = field(default_factory=collections.Counter)
     internal: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -1546,8 +1600,18 @@ def _check_bag(bag: _Bag) -> str:
     org, year = m.group(1), int(m.group(2))
     if bag.info["Bag-Group-Identifier"] != f"gongkai:{org}":
         raise VerificationError(f"bag-info.txt Bag-Group-Identifier is not gongkai:{org}")
-    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", bag.info["Bagging-Date"]):
-        raise VerificationError("bag-info.txt Bagging-Date is not YYYY-MM-DD")
+    bagged = bag.info["Bagging-Date"]
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", bagged):
+            raise ValueError
+        closed_on = datetime.date.fromisoformat(bagged)
+    except ValueError:
+        raise VerificationError("bag-info.txt Bagging-Date is not a date YYYY-MM-DD") from None
+    if closed_on.year <= year:
+        raise VerificationError(
+            f"bag-info.txt Bagging-Date {bagged} is not after {year}: "
+            "a year is closed once it is over"
+        )
     variant = bag.info["Gongkai-Variant"]
     if variant not in ("full", "public"):
         raise VerificationError(
@@ -1959,6 +2023,7 @@ def _fold_summaries(bag: _Bag, piece: _Piece) -> None:
             index = rec["index"]
             try:
                 s.add(rec)
+                bag.releases.add(rec)
                 continue
             except ValueError as exc:
                 message = str(exc)
@@ -2362,6 +2427,11 @@ def _check_annual_report(bag: _Bag) -> str:
         raise VerificationError(f"data/annual-report.json is not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("org") != bag.org or doc.get("year") != bag.year:
         raise VerificationError(f"data/annual-report.json is not the report of {bag.log}")
+    if doc.get("org_name") != bag.info.get("Source-Organization"):
+        raise VerificationError(
+            f"data/annual-report.json is the report of {doc.get('org_name')!r}, "
+            f"bag-info.txt's Source-Organization is {bag.info.get('Source-Organization')!r}"
+        )
     as_of = {
         "log": bag.log,
         "tree_size": bag.size,
@@ -2438,6 +2508,61 @@ def _check_annual_report(bag: _Bag) -> str:
     return (
         f"names the final checkpoint; table 三 cross-checks as stated; "
         f"{sum(published.values())} records published agree with the leaves"
+    )
+
+
+def _check_ocds(bag: _Bag) -> str:
+    """The OCDS package's envelope is the bundle's, and its releases are those of the
+    leaves carried in full (``_Releases``), in order, each with its process's ocid
+    (one prefix for all), tag and date. What a release says of its process (parties,
+    amounts, awards) is not rebuilt here."""
+    if not bag.entries_ok:
+        raise _Skip("data/entries.ndjson did not verify")
+    if bag.summary_error is not None:
+        raise _Skip("the leaves could not be summarised")
+    rel = "data/procurement/ocds-release-package.json"
+    path = bag.data("procurement/ocds-release-package.json")
+    expected = bag.releases.expected
+    if not path.is_file():
+        if expected:
+            raise VerificationError(f"{rel} is missing")
+        return "no procurement: no package (a bundle built before 2026-11-27)"
+    try:
+        doc = json.loads(path.read_bytes(), object_pairs_hook=_no_duplicate_keys)
+    except ValueError as exc:
+        raise VerificationError(f"{rel} is not JSON: {exc}") from None
+    envelope = {
+        "uri": f"urn:gongkai:{bag.org}:{bag.year}:ocds:{bag.variant}",
+        "publisher": {"name": bag.info.get("Source-Organization")},
+        "publishedDate": bag.releases.latest or f"{bag.year}-12-31T00:00:00Z",
+    }
+    for key, want in envelope.items():
+        if not isinstance(doc, dict) or doc.get(key) != want:
+            got = doc.get(key) if isinstance(doc, dict) else None
+            raise VerificationError(f"{rel}: {key} is {got!r}, expected {want!r}")
+    releases = doc.get("releases")
+    if not isinstance(releases, list) or not all(isinstance(r, dict) for r in releases):
+        raise VerificationError(f"{rel}: 'releases' is not a list of objects")
+    prefix = ""
+    if releases and expected:
+        ocid, tender_id = releases[0].get("ocid"), expected[0][1]
+        if isinstance(ocid, str) and ocid.endswith(f"-{tender_id}"):
+            prefix = ocid[: -len(tender_id) - 1]
+    for n, (release, want) in enumerate(zip(releases, expected, strict=False)):
+        release_id, tender_id, tag, date = want
+        got = (release.get("id"), release.get("ocid"), release.get("tag"), release.get("date"))
+        if not prefix or got != (release_id, f"{prefix}-{tender_id}", [tag], date):
+            raise VerificationError(
+                f"{rel}: release {n} is {got}, the leaves give id {release_id!r}, "
+                f"ocid <prefix>-{tender_id}, tag [{tag!r}], date {date!r}"
+            )
+    if len(releases) != len(expected):
+        raise VerificationError(
+            f"{rel}: {len(releases)} releases, the leaves carried give {len(expected)}"
+        )
+    return (
+        f"{len(releases)} releases, one for each procurement leaf carried and each "
+        "reversal of a bid, award or contract, in order, with ocid, tag and date"
     )
 
 
@@ -2646,6 +2771,7 @@ def check_bag(bag_dir: Path, pinned_vkey: str | None = None) -> list[CheckResult
     _run(results, "disclosures", _check_disclosures, bag)
     _run(results, "documents", _check_documents, bag)
     _run(results, "annual-report", _check_annual_report, bag)
+    _run(results, "ocds", _check_ocds, bag)
     _run(results, "summaries", _check_summaries, bag)
     hashing.join()
     results[at:at] = manifest

@@ -45,11 +45,13 @@ from ledger.annual_report import (
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import Checkpoint, NoteSigner
 from ledger.kinds import KINDS, SYSTEM_KINDS
+from ledger.ocds import _REVERSAL_TAGS, TAGS, build_release_package
 from ledger.tree import consistency_proof, leaf_hash, root_from_leaf_hashes
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 VERIFY_PY = ROOT_DIR / "archive" / "verify.py"
 ORG, YEAR, ORIGIN = "demo-county", 2026, "gongkai.local"
+ORG_NAME = "示范县人民政府"
 LOG = f"{ORG}/{YEAR}"
 
 # --------------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def _report(
     )
     return build_annual_report(
         org=ORG,
-        org_name="示范县人民政府",
+        org_name=ORG_NAME,
         year=YEAR,
         requests=[RequestRecord("r1", "natural_person", dt.date(2026, 3, 1), "disclosed",
                                 None, dt.date(2026, 3, 20)),
@@ -166,6 +168,25 @@ def _report(
         appeals=[AppealRecord("reconsideration", "upheld")],
         as_of=as_of,
     )  # fmt: skip
+
+
+def _ocds(leaves: list[dict[str, Any]], hidden: frozenset[int], variant: str) -> dict[str, Any]:
+    """The package as the builder makes it, from the leaves carried in full."""
+    carried = [leaf for leaf in leaves if leaf["index"] not in hidden]
+    procurement = [
+        leaf
+        for leaf in carried
+        if leaf["kind"].startswith("procurement.") or leaf["kind"] == "correction.reversal"
+    ]
+    return build_release_package(
+        procurement,
+        ocid_prefix="ocds-gk0001",
+        publisher=ORG_NAME,
+        uri=f"urn:gongkai:{ORG}:{YEAR}:ocds:{variant}",
+        published_date=max(
+            (p["recorded_at"] for p in procurement), default=f"{YEAR}-12-31T00:00:00Z"
+        ),
+    )
 
 
 @dataclass
@@ -275,8 +296,9 @@ def build_bundle(
     (data / "checkpoint.txt").write_text(note)
     as_of = {"log": LOG, "tree_size": n, "root": root.hex(), "checkpoint": note}
     (data / "annual-report.json").write_bytes(canonical_bytes(_report(leaves, hidden, as_of)))
-    ocds = {"uri": "x", "releases": [{"ocid": "ocds-x-T-1"}]}
-    (data / "procurement" / "ocds-release-package.json").write_bytes(canonical_bytes(ocds))
+    (data / "procurement" / "ocds-release-package.json").write_bytes(
+        canonical_bytes(_ocds(leaves, hidden if variant == "public" else frozenset(), variant))
+    )
     for name, content in V.summary_csvs(entries).items():
         (data / "summaries" / name).write_bytes(content)
     package = V.datapackage(variant, ORG, YEAR)
@@ -285,9 +307,9 @@ def build_bundle(
 
     (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
     (bag / "bag-info.txt").write_text(
-        f"Source-Organization: {ORG}\n"
+        f"Source-Organization: {ORG_NAME}\n"
         f"External-Identifier: gongkai:{ORG}:{YEAR}\n"
-        "Bagging-Date: 2026-12-31\n"
+        "Bagging-Date: 2027-01-04\n"
         "Payload-Oxum: 0.0\n"
         f"Bag-Group-Identifier: gongkai:{ORG}\n"
         f"Gongkai-Variant: {variant}\n"
@@ -1377,6 +1399,16 @@ def test_a_public_variant_showing_what_it_may_not_or_hiding_what_it_must_fails(
 # --------------------------------------------------------------------------------------
 
 
+def _rewritten(b: Bundle, rel: str, change: Any) -> list[str]:
+    """The failures once the JSON file ``rel`` is changed and the manifests made again."""
+    path = b.path / rel
+    doc = json.loads(path.read_bytes())
+    change(doc)
+    path.write_bytes(canonical_bytes(doc))
+    _write_manifests(b.path)
+    return _fails(b.path)
+
+
 def _published(doc: dict[str, Any], kind: str, by: int) -> None:
     table = doc["ledger_published"]
     [row] = [r for r in table["rows"] if r["key"] == kind] or [None]
@@ -1465,12 +1497,7 @@ def test_an_annual_report_that_does_not_match_its_log_fails(
     """The report is rewritten and the manifests made again: only the report is wrong."""
     b = build_bundle(tmp_path, variant, extra=extra)
     assert _fails(b.path) == []
-    path = b.path / "data/annual-report.json"
-    doc = json.loads(path.read_bytes())
-    change(doc)
-    path.write_bytes(canonical_bytes(doc))
-    _write_manifests(b.path)
-    fails = _fails(b.path)
+    fails = _rewritten(b, "data/annual-report.json", change)
     assert len(fails) == 1 and says in _only(fails, "annual-report"), fails
 
 
@@ -1486,3 +1513,87 @@ def test_the_annual_report_check_reports_what_it_compared(tmp_path: Path) -> Non
 def test_the_verifier_knows_the_ledgers_system_kinds() -> None:
     """A system kind is never reviewed, so never counted as published."""
     assert {k for k in KINDS if V._system_kind(k)} == SYSTEM_KINDS
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("Bagging-Date: 2026-12-31", "bag: bag-info.txt Bagging-Date 2026-12-31 is not after 2026"),
+        ("Bagging-Date: 2027-02-30", "bag: bag-info.txt Bagging-Date is not a date"),
+        ("Source-Organization: 别的单位", "annual-report: data/annual-report.json is the report"),
+    ],
+)
+def test_bag_info_that_disagrees_with_the_bundle_fails(
+    tmp_path: Path, line: str, says: str
+) -> None:
+    b = build_bundle(tmp_path, "public")
+    info = (b.path / "bag-info.txt").read_text().splitlines()
+    key = line.split(":")[0]
+    info = [line if x.startswith(key + ":") else x for x in info]
+    (b.path / "bag-info.txt").write_text("\n".join(info) + "\n")
+    _write_manifests(b.path)
+    fails = _fails(b.path)
+    assert any(f.startswith(says) for f in fails), fails
+
+
+# --------------------------------------------------------------------------------------
+# the OCDS package against the log
+# --------------------------------------------------------------------------------------
+
+
+def _reversal(target: int) -> tuple[str, str, str, str, dict[str, Any]]:
+    body = {"target_log": LOG, "target_index": target, "reason": "录入错误"}
+    return ("correction.reversal", "tender:T-1", "2026-08-02", "public", body)
+
+
+def test_the_ocds_package_has_a_release_for_each_procurement_leaf_it_carries(
+    tmp_path: Path,
+) -> None:
+    """Reversals of a bid, an award and a contract add releases; of a receipt, none,
+    though the package's publishedDate is its time (the builder's input is every
+    procurement and reversal leaf)."""
+    extra = [_reversal(6), _reversal(9), _reversal(10), _reversal(1)]
+    for variant in ("full", "public"):
+        b = build_bundle(tmp_path / variant, variant, extra=extra)
+        assert _fails(b.path) == []
+        [result] = [r for r in V.check_bag(b.path) if r.check == "ocds"]
+        # 2 tenders, 3 bids, an award, a contract, a cancellation, 3 reversals; the
+        # public variant carries one bid (7) as hash only.
+        n = 11 if variant == "full" else 10
+        assert result.status == "ok" and result.message.startswith(f"{n} releases"), result
+
+
+def _release(index: int) -> Any:
+    def change(doc: dict[str, Any]) -> None:
+        [release] = [r for r in doc["releases"] if r["id"] == f"{LOG}-{index}"]
+        doc["releases"].remove(release)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        # a bid's release dropped, as if the bid were not in the ledger
+        (_release(6), "release 1 is ('demo-county/2026-7'"),
+        # a release with no leaf behind it
+        (lambda d: d["releases"].append(dict(d["releases"][0], id="demo-county/2026-99")),
+         "9 releases, the leaves carried give 8"),
+        (lambda d: d["releases"][0].update(tag=["planning"]), "release 0 is"),
+        (lambda d: d["releases"][3].update(ocid="ocds-gk0001-T-2"), "release 3 is"),
+        (lambda d: d["releases"][1].update(date="2026-03-20T00:00:00.000000Z"), "release 1 is"),
+        (lambda d: d.update(uri="urn:gongkai:elsewhere"), "uri is 'urn:gongkai:elsewhere'"),
+        (lambda d: d["publisher"].update(name="别的单位"), "publisher is"),
+        (lambda d: d.update(publishedDate="2026-12-31T00:00:00Z"), "publishedDate is"),
+    ],
+)  # fmt: skip
+def test_an_ocds_package_that_does_not_match_its_log_fails(
+    tmp_path: Path, change: Any, says: str
+) -> None:
+    b = build_bundle(tmp_path, "full")
+    fails = _rewritten(b, "data/procurement/ocds-release-package.json", change)
+    assert len(fails) == 1 and says in _only(fails, "ocds"), fails
+
+
+def test_the_verifier_tags_releases_as_the_ledger_does() -> None:
+    assert V.OCDS_TAGS == TAGS and V.OCDS_REVERSAL_TAGS == _REVERSAL_TAGS
