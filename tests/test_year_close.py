@@ -592,3 +592,70 @@ async def test_the_close_counts_as_published_what_the_public_bundle_shows(
     assert now["ledger_published"]["total"] == 6
     assert at_close["ledger_published"]["total"] == 5
     assert "fund.opened" not in {r["key"] for r in at_close["ledger_published"]["rows"]}
+
+
+async def test_the_bundles_ocds_releases_are_those_of_their_procurement_leaves(
+    client: Any, tmp_path: Path
+) -> None:
+    """A year with every procurement kind, a withheld bid and reversals of a bid and an
+    award: data/verify.py finds one release for each procurement leaf each variant
+    carries and for each reversal of a bid, award or contract carried before it."""
+    org = await make_org("cp")
+    t = "tender/T9"
+
+    def proc(kind: str, on: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": f"procurement.{kind}", "subject": t, "occurred_on": on,
+                "body": {"tender_id": "T9", **body}}  # fmt: skip
+
+    def bid(pid: str, amount: str, on: str) -> dict[str, Any]:
+        return proc("bid", on, {"bidder": party(pid), "amount": amount, "submitted_on": on})
+
+    rs = await post(
+        client,
+        org,
+        [
+            proc("tender", "2025-03-01", {
+                "title": "水质监测站建设", "method": "open", "value": {"amount": "9000.00"},
+                "period": {"start": "2025-03-01", "end": "2025-03-20"}, "buyer": party("B")}),
+            bid("S1", "8800.00", "2025-03-05"),
+            bid("S2", "8700.00", "2025-03-06"),
+            bid("S3", "8600.00", "2025-03-07"),
+            proc("amendment", "2025-03-08", {
+                "rationale": "延长投标期", "changes": {"period": {"end": "2025-03-25"}}}),
+            proc("award", "2025-03-30", {"supplier": party("S2"), "amount": "8700.00",
+                                         "date": "2025-03-30"}),
+        ],
+    )  # fmt: skip
+    log = f"{org.code}/2025"
+
+    def reversal(target: int) -> dict[str, Any]:
+        body = {"target_log": log, "target_index": target, "reason": "录入错误"}
+        return {"kind": "correction.reversal", "subject": t, "occurred_on": "2025-04-01",
+                "body": body}  # fmt: skip
+
+    rs += await post(client, org, [reversal(rs[3]["index"]), reversal(rs[5]["index"])])
+    rs += await post(
+        client,
+        org,
+        [
+            proc("award", "2025-04-10", {"supplier": party("S1"), "amount": "8800.00",
+                                         "date": "2025-04-10"}),
+            proc("contract", "2025-04-20", {"contract_id": "HT-9", "supplier": party("S1"),
+                                            "amount": "8800.00", "signed_on": "2025-04-20"}),
+        ],
+    )  # fmt: skip
+    for r in rs:
+        if r is rs[2]:
+            await withhold(client, org, r)
+        else:
+            await approve(client, org, r)
+    await _close(client, org)
+    # Full: 8 procurement leaves and the 2 reversals (of the S3 bid and of the first
+    # award); public: the same but the withheld S2 bid.
+    for variant, releases in (("full", 10), ("public", 9)):
+        path = await _download(client, org, variant, tmp_path)
+        out = _verify(path)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"ok  ocds: {releases} releases, one for each" in out.stdout, out.stdout
+        assert "ok  annual-report: names the final checkpoint" in out.stdout, out.stdout
+        assert len(_ocds_package(path, org)["releases"]) == releases
