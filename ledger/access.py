@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +21,9 @@ from ledger.tables import Org, Token
 Role = Literal["clerk", "reviewer", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("clerk", "reviewer", "auditor", "admin")
 ORG_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: Unicode categories refused in an org's name: control characters (NUL, tab, line
+#: breaks and the rest), line and paragraph separators.
+_NOT_IN_A_NAME = frozenset({"Cc", "Zl", "Zp"})
 TOKEN_PREFIX = "gk_"
 
 
@@ -48,8 +52,11 @@ async def create_org(code: str, name: str) -> OrgInfo:
             f"org code {code!r} must be lowercase letters, digits and '-', at most 63 characters",
             [],
         )
-    if not name.strip() or len(name) > 200 or "\x00" in name:
+    if not name.strip() or len(name) > 200:
         raise InvalidInput("org name must be 1 to 200 characters", [])
+    if any(unicodedata.category(ch) in _NOT_IN_A_NAME for ch in name):
+        # The name is one line of the archive's bag-info.txt (Source-Organization).
+        raise InvalidInput("org name must be one line without control characters", [])
     if await Org.exists().where(Org.code == code):
         raise Conflict(f"org {code!r} already exists")
     await Org.insert(Org(code=code, name=name))

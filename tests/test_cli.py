@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from ledger import access
+from ledger.errors import InvalidInput
 from ledger.settings import Settings
 from tests.conftest import Org, fund_entry
 from tests.test_integrity import run_cli
@@ -90,3 +92,16 @@ def test_numbers_out_of_range_are_refused_by_the_parser(
     out = run_cli(dsn, settings, *args)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "must be" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("name", ["县政府\n办公室", "县政府\t", "县政府\r", "县政府\u2028", " "])
+def test_an_org_name_is_one_line_of_text(dsn: str, settings: Settings, name: str) -> None:
+    """The name is one line of each archive bundle's bag-info.txt (Source-Organization)."""
+    out = run_cli(dsn, settings, "org", "create", "cli-name-check", "--name", name)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    assert "org name must be" in out.stderr, out.stderr
+
+
+async def test_an_org_name_holds_no_nul() -> None:
+    with pytest.raises(InvalidInput, match="one line without control characters"):
+        await access.create_org("cli-name-check", "县政府\x00")
