@@ -49,6 +49,7 @@ from ledger.errors import Conflict, NotFound
 from ledger.kinds import KINDS
 from ledger.ocds import build_release_package
 from ledger.queries import status_of
+from ledger.review import by_the_close
 from ledger.settings import Settings
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -309,8 +310,8 @@ async def build_bundle(
         raise ValueError(variant)
     # Not open_items: for a large year it is tens of megabytes the bundle does not carry.
     closed = await conn.fetchrow(
-        """SELECT final_size, closed_at, closed_on, annual_report FROM year_closes
-           WHERE org = $1 AND year = $2""",
+        """SELECT final_size, closed_at, closed_on, annual_report, later_heads
+           FROM year_closes WHERE org = $1 AND year = $2""",
         org,
         year,
     )
@@ -431,21 +432,23 @@ class _EntryRows:
                  WHERE org = $1 AND year = $2 AND idx = ANY($3::bigint[]) AND line = 0
                    AND (amount_fen > 0) = (flow = 'receipt')
                  ORDER BY org, year, idx, line"""
-    # Approved by the close: a review that is a leaf of the closed log itself (it
-    # precedes year.closed there, whatever the clocks said: the close's closed_at is
-    # the database's time at its start, a review's reviewed_at the app's once it held
-    # the org's lock), or one in a later log reviewed before the close.
-    REVIEWS = """SELECT target_index FROM reviews
+    # Approved by the close (ledger.review.by_the_close).
+    REVIEWS = f"""SELECT target_index FROM reviews r
                  WHERE org = $1 AND target_year = $2 AND target_index >= $3
-                   AND target_index < $4 AND (year = $2 OR reviewed_at <= $5)
+                   AND target_index < $4 AND {by_the_close("r", "$6", "$5")}
                    AND decision = 'approved'
                  ORDER BY org, target_year, target_index"""
 
     def __init__(
-        self, conn: Any, org: str, year: int, size: int, closed_at: Any, *, decisions: bool
+        self, conn: Any, org: str, year: int, size: int, closed: Any, *, decisions: bool
     ) -> None:
         self.conn, self.org, self.year, self.size = conn, org, year, size
-        self.closed_at, self.decisions = closed_at, decisions
+        # The close's time and its later logs' sizes: which reviews came before it
+        # (the public variant's decisions; None where none are read).
+        self.closed = (
+            (None, None) if closed is None else (closed["closed_at"], closed["later_heads"])
+        )
+        self.decisions = decisions
 
     async def _range(self, start: int) -> _Range:
         end = min(start + CHUNK, self.size)
@@ -458,7 +461,7 @@ class _EntryRows:
             raise Conflict(f"{self.org}/{self.year}: leaves {start} to {end - 1} are not all there")
         if self.decisions:  # public: money and decisions leaf by leaf
             money = await self.conn.fetch(self.POSTINGS, *args)
-            approved = {r[0] for r in await self.conn.fetch(self.REVIEWS, *args, self.closed_at)}
+            approved = {r[0] for r in await self.conn.fetch(self.REVIEWS, *args, *self.closed)}
             return _Range(start, leaves, money, approved)
         part = _Range(start, leaves, [], set(), flows)
         if not _one_posting_each(flows or [], collections.Counter(map(_KIND, leaves))):
@@ -903,14 +906,13 @@ async def _write_payload(
     org: str, org_name: str, year: int, variant: str, closed: Any,
 ) -> None:  # fmt: skip
     size = closed["final_size"]
-    closed_at = closed["closed_at"]
     carried = _Carried()
     summaries = carried.summaries
 
     # entries.ndjson: the full variant's in one COPY where the year's sums hold (see
     # _FullYear), else read in index ranges of CHUNK leaves (see _EntryRows).
     w = payload.open("entries.ndjson")
-    reader = _EntryRows(conn, org, year, size, closed_at, decisions=variant != "full")
+    reader = _EntryRows(conn, org, year, size, closed, decisions=variant != "full")
     copied = variant == "full" and FULL_FROM_SUMS
     with _no_cycle_collection():
         sums = await _FullYear(reader).write(w, helper) if copied else None

@@ -123,6 +123,18 @@ async def close_year(
             org,
             year,
         )
+        # Under the org's lock: the reviews made by the close are exactly those below
+        # these heads of the later logs (ledger.review.by_the_close).
+        later_heads = json.dumps(
+            {
+                str(r["year"]): r["size"]
+                for r in await conn.fetch(
+                    "SELECT year, size FROM logs WHERE org = $1 AND year > $2 ORDER BY year",
+                    org,
+                    year,
+                )
+            }
+        )
         note = signer.sign(Checkpoint(settings.log_origin(org, year), size, root))
         await conn.execute(
             """INSERT INTO checkpoints (org, year, size, root, note) VALUES ($1, $2, $3, $4, $5)
@@ -135,10 +147,11 @@ async def close_year(
         )
         as_of = {"log": f"{org}/{year}", "tree_size": size, "root": root.hex(), "checkpoint": note}
         # What the bundles show in full (archive.bundle, REVIEWS) is what it counts.
-        report = await opinions.annual_report(conn, org, org_name, year, as_of, closed_at)
+        report = await opinions.annual_report(conn, org, org_name, year, as_of, later_heads)
         await conn.execute(
             """INSERT INTO year_closes (org, year, closed_at, closed_on, final_size, final_root,
-                   annual_report, open_items) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                   annual_report, open_items, later_heads)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
             org,
             year,
             closed_at,
@@ -147,6 +160,7 @@ async def close_year(
             root,
             canonical_bytes(report),
             json.dumps(items),
+            later_heads,
         )
     bundles = {}
     async with pool.acquire() as conn, spare_connection(pool) as helper:

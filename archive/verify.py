@@ -14,7 +14,8 @@ What is checked, each reported on one line (``ok  ...`` or ``FAIL ...``):
 
 bag
     ``bagit.txt``, the ``bag-info.txt`` fields (identifier, group, variant, origin,
-    date) and ``Payload-Oxum`` against the payload on disk.
+    ``Bagging-Date`` a date after the year) and ``Payload-Oxum`` against the payload
+    on disk.
 manifest / tagmanifest
     Every payload file is listed in ``manifest-sha256.txt`` exactly once with its
     SHA-256, and nothing else is; the tag files match ``tagmanifest-sha256.txt``.
@@ -58,6 +59,22 @@ documents
     order, one for each such leaf in ``entries.ndjson``; in the full variant a
     submission's personal data hashes to its leaf's ``commitment``.
     ``annual-report.json`` and the OCDS release package parse.
+annual-report
+    ``annual-report.json`` is the report of this log at its close: its ``as_of``
+    is the final checkpoint, ``org_name`` is ``bag-info.txt``'s
+    ``Source-Organization``, its table 三 cross-checks state what its counts give,
+    its appeals groups are the template's with totals that are their sums, and its
+    records published by kind agree with the leaves: in the ``public`` variant
+    exactly the entries of the kind carried in full; in the ``full`` variant at
+    least those approved by reviews in this log, at most the kind's public leaves.
+    (Table 三's counts come from requests of every year and are not recounted.)
+ocds
+    The OCDS release package's ``uri``, publisher and ``publishedDate`` are this
+    bundle's, and it holds exactly one release for each procurement leaf carried
+    in full and each reversal of a bid, award or contract carried before it, in
+    index order, each with the leaf's id, its process's ``ocid`` (one prefix for
+    all), its tag and its date. (What a release says of its process is not
+    rebuilt.)
 summaries
     Every CSV in ``data/summaries/`` is recomputed from the leaves present in
     ``entries.ndjson`` and compared byte for byte, and ``datapackage.json`` is the
@@ -1466,7 +1483,8 @@ class _Releases:
             self.latest = max(self.latest, recorded)  # the builder's input, all of it
         if kind == "correction.reversal":
             target = body.get("target_index")
-            found = self._events.get(target) if body.get("target_log") == leaf["log"] else None
+            same_log = body.get("target_log") == leaf["log"] and type(target) is int
+            found = self._events.get(target) if same_log else None
             if found is None:
                 return
             tender_id, tag = found[0], OCDS_REVERSAL_TAGS[found[1]]
@@ -2025,7 +2043,7 @@ def _fold_summaries(bag: _Bag, piece: _Piece) -> None:
                 s.add(rec)
                 bag.releases.add(rec)
                 continue
-            except ValueError as exc:
+            except _SUMMARY_ERRORS as exc:
                 message = str(exc)
         bag.summary_error = f"data/entries.ndjson line {index + 1}: cannot be summarised: {message}"
         return
@@ -2349,6 +2367,11 @@ def _check_documents(bag: _Bag) -> str:
     return ("parse: " + ", ".join(done)) if done else "none carried"
 
 
+#: Table 四 of the annual report: its groups and their results (ledger/annual_report.py).
+APPEAL_KINDS = ("reconsideration", "litigation_direct", "litigation_after_reconsideration")
+APPEAL_RESULTS = ("upheld", "corrected", "other", "pending")
+
+
 def _system_kind(kind: str) -> bool:
     """A kind the ledger writes itself (never reviewed; public without review)."""
     return kind.startswith(("review.", "year.", "opinion.")) or kind == "disclosure.published"
@@ -2496,14 +2519,22 @@ def _check_annual_report(bag: _Bag) -> str:
             "data/annual-report.json: licensing decisions are not the project.approval "
             "records published"
         )
-    for group in _report_part(doc, "appeals", dict).get("groups", []):
-        values = group.get("values") if isinstance(group, dict) else None
-        if not isinstance(values, dict) or "total" not in values:
-            raise VerificationError("data/annual-report.json: an appeals group is malformed")
-        parts = [_count(v, f"appeals {group.get('key')} {k}") for k, v in values.items()]
-        if 2 * values["total"] != sum(parts):
+    groups = _report_part(doc, "appeals", dict).get("groups")
+    shape = [(kind, sorted([*APPEAL_RESULTS, "total"])) for kind in APPEAL_KINDS]
+    if not isinstance(groups, list) or shape != [
+        (g.get("key"), sorted(g.get("values") or ())) if isinstance(g, dict) else None
+        for g in groups
+    ]:
+        raise VerificationError(
+            "data/annual-report.json: the appeals groups are not the template's "
+            f"({', '.join(APPEAL_KINDS)}, each by {', '.join(APPEAL_RESULTS)} and total)"
+        )
+    for group in groups:
+        values = group["values"]
+        parts = [_count(values[r], f"appeals {group['key']} {r}") for r in APPEAL_RESULTS]
+        if _count(values["total"], f"appeals {group['key']} total") != sum(parts):
             raise VerificationError(
-                f"data/annual-report.json: appeals {group.get('key')}: total is not its sum"
+                f"data/annual-report.json: appeals {group['key']}: total is not its sum"
             )
     return (
         f"names the final checkpoint; table 三 cross-checks as stated; "

@@ -39,6 +39,7 @@ from ledger.books import load_books
 from ledger.canonical import canonical_bytes
 from ledger.entries import NewEntry, validation_error
 from ledger.errors import Conflict, ErrorList, FieldError, InvalidInput, NotFound
+from ledger.review import by_the_close
 from ledger.sequencer import Receipt, append_entries
 from ledger.workdays import (
     EXTENSION_MAX_WORKING_DAYS,
@@ -757,10 +758,10 @@ async def counts(conn: Any, org: str, *, calendar: WorkCalendar, today: dt.date)
 
 async def annual_report(conn: Any, org: str, org_name: str, year: int,
                         as_of: dict[str, Any] | None,
-                        approved_by: dt.datetime | None = None) -> dict[str, Any]:  # fmt: skip
-    """The year's report as of now; ``approved_by`` (the close's ``closed_at``) counts
-    as published only what the year's archive bundle shows in full: entries approved
-    by a review in the year's own log, or in a later log by then."""
+                        later_heads: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The year's report as of now; at the close, with its ``later_heads`` (JSON), it
+    counts as published only what the year's archive bundle shows in full: entries
+    approved by a review made by the close (``ledger.review.by_the_close``)."""
     rows = await conn.fetch(
         """SELECT tracking_sha256, applicant_type, received_on, outcome, reason, decided_on
            FROM opinions WHERE org = $1 AND category = 'disclosure_request'""",
@@ -786,14 +787,14 @@ async def annual_report(conn: Any, org: str, org_name: str, year: int,
     published = {
         r["kind"]: r["n"]
         for r in await conn.fetch(
-            """SELECT l.kind, count(*) AS n FROM leaves l
+            f"""SELECT l.kind, count(*) AS n FROM leaves l
                JOIN reviews rv ON rv.org = l.org AND rv.target_year = l.year
                     AND rv.target_index = l.idx AND rv.decision = 'approved'
-                    AND (rv.year = l.year OR $3::timestamptz IS NULL OR rv.reviewed_at <= $3)
+                    AND ($3::jsonb IS NULL OR {by_the_close("rv", "$3", "NULL")})
                WHERE l.org = $1 AND l.year = $2 GROUP BY l.kind ORDER BY l.kind""",
             org,
             year,
-            approved_by,
+            later_heads,
         )
     }
     licences = sum(n for kind, n in published.items() if kind == "project.approval")

@@ -37,6 +37,8 @@ from hypothesis import strategies as st
 
 from archive import verify as V
 from ledger.annual_report import (
+    APPEAL_KINDS,
+    APPEAL_RESULTS,
     AppealRecord,
     ProactiveCounts,
     RequestRecord,
@@ -1485,6 +1487,13 @@ def _licensing(doc: dict[str, Any]) -> None:
             "appeals reconsideration: total is not its sum",
         ),
         ("full", (), lambda d: d["requests"]["rows"].pop(0), "table 三 malformed"),
+        ("public", (), lambda d: d["appeals"]["groups"].pop(), "groups are not the template's"),
+        (
+            "public",
+            (),
+            lambda d: d["appeals"]["groups"][1]["values"].pop("pending"),
+            "groups are not the template's",
+        ),
     ],
 )
 def test_an_annual_report_that_does_not_match_its_log_fails(
@@ -1510,9 +1519,11 @@ def test_the_annual_report_check_reports_what_it_compared(tmp_path: Path) -> Non
     assert result.message.endswith("12 records published agree with the leaves"), result
 
 
-def test_the_verifier_knows_the_ledgers_system_kinds() -> None:
-    """A system kind is never reviewed, so never counted as published."""
+def test_the_verifier_knows_the_ledgers_system_kinds_and_appeals() -> None:
+    """A system kind is never reviewed, so never counted as published; table 四 has
+    the template's groups and results."""
     assert {k for k in KINDS if V._system_kind(k)} == SYSTEM_KINDS
+    assert V.APPEAL_KINDS == tuple(APPEAL_KINDS) and V.APPEAL_RESULTS == tuple(APPEAL_RESULTS)
 
 
 @pytest.mark.parametrize(

@@ -110,6 +110,20 @@ def _ocds_package(path: Path, org: Org) -> Any:
         )
 
 
+def _rebuilt_public(
+    dsn: str, settings: Settings, org: Org, tmp: Path, closed: dict[str, Any]
+) -> Path:
+    """The public bundle of 2025 built again by the command line: byte for byte the
+    one the close built."""
+    rebuilt = run_cli(dsn, settings, "archive", "build", "--org", org.code, "--year", "2025",
+                      "--variant", "public", "--out", str(tmp / "rebuilt"))  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    public_sha = next(b["sha256"] for b in closed["bundles"] if b["variant"] == "public")
+    zipped = tmp / "rebuilt" / f"gongkai-{org.code}-2025-public.zip"
+    assert hashlib.sha256(zipped.read_bytes()).hexdigest() == public_sha
+    return zipped
+
+
 def _verify(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     with zipfile.ZipFile(path) as z:
         source = z.read(next(n for n in z.namelist() if n.endswith("/data/verify.py")))
@@ -340,7 +354,7 @@ async def test_the_build_reads_each_range_by_primary_key_whatever_the_statistics
             (bundle._EntryRows.TARGETS, ("unseen-org", 2024, [5, 7000]), "postings_pkey"),
             (
                 bundle._EntryRows.REVIEWS,
-                ("unseen-org", 2024, 5000, 10000, dt.datetime.now(dt.UTC)),
+                ("unseen-org", 2024, 5000, 10000, dt.datetime.now(dt.UTC), '{"2025": 10}'),
                 "reviews_pkey",
             ),
         ]:
@@ -553,45 +567,55 @@ async def test_the_public_bundle_agrees_with_reviews_made_in_its_year(
                  AND reviews.org = $1 AND reviews.year = 2025""",
             org.code,
         )
-    rebuilt = run_cli(dsn, settings, "archive", "build", "--org", org.code, "--year", "2025",
-                      "--variant", "public", "--out", str(tmp_path / "rebuilt"))  # fmt: skip
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    public_sha = next(b["sha256"] for b in result["bundles"] if b["variant"] == "public")
-    zipped = tmp_path / "rebuilt" / f"gongkai-{org.code}-2025-public.zip"
-    assert hashlib.sha256(zipped.read_bytes()).hexdigest() == public_sha
+    _rebuilt_public(dsn, settings, org, tmp_path, result)
     with zipfile.ZipFile(path) as z:
         entries = z.read(f"gongkai-{org.code}-2025/data/entries.ndjson").decode()
     assert "10.00" in entries and "20.00" not in entries and "30.00" not in entries
 
 
-async def test_the_close_counts_as_published_what_the_public_bundle_shows(
-    client: Any, pool: asyncpg.Pool
+async def test_a_review_after_the_close_is_not_the_closed_years_whatever_its_clock(
+    client: Any, pool: asyncpg.Pool, dsn: str, settings: Settings, tmp_path: Path
 ) -> None:
-    """The report frozen at the close counts an entry approved in a later log only if
-    the review was made by the close (the bundle's rule), whatever it could see."""
+    """The close records the sizes of the org's later logs under its lock: a review
+    below them was made by the close, one above after it, whatever the app's clock
+    said (here an hour behind the database's). The report frozen at the close and
+    every rebuild of the public bundle agree on it, and the rebuild is byte for byte
+    the bundle built at the close."""
     org = await make_org("cq")
-    await _year(client, org)  # its reviews are made today: leaves of a later log
-    await _close(client, org)
+    await _year(client, org)  # its six approvals are made today: leaves of 2026
+    result = await _close(client, org)
     close = await pool.fetchrow(
-        "SELECT closed_at, annual_report FROM year_closes WHERE org = $1 AND year = 2025",
+        "SELECT closed_at, annual_report, later_heads FROM year_closes "
+        "WHERE org = $1 AND year = 2025",
         org.code,
     )
+    size_2026 = await pool.fetchval(
+        "SELECT size FROM logs WHERE org = $1 AND year = 2026", org.code
+    )
+    # year.archived came after the close took the heads.
+    assert json.loads(close["later_heads"]) == {"2026": size_2026 - 1}
     stored = json.loads(bytes(close["annual_report"]))["ledger_published"]
-    assert stored["total"] == 6, stored  # the six approved entries
+    assert stored["total"] == 6, stored
+    # The pending reversal (index 8) is approved after the close, by a clock behind.
+    await approve(client, org, {"log": f"{org.code}/2025", "index": 8})
     async with pool.acquire() as conn, conn.transaction():  # past the append-only guard
         await conn.execute("SET LOCAL session_replication_role = replica")
         await conn.execute(
-            """UPDATE reviews SET reviewed_at = $2::timestamptz + interval '1 second'
-               WHERE org = $1 AND target_year = 2025 AND target_index = 0""",
+            """UPDATE reviews SET reviewed_at = $2::timestamptz - interval '1 hour'
+               WHERE org = $1 AND target_year = 2025 AND target_index = 8""",
             org.code,
             close["closed_at"],
         )
     async with pool.acquire() as conn:
         now = await opinions.annual_report(conn, org.code, "c", 2025, None)
-        at_close = await opinions.annual_report(conn, org.code, "c", 2025, None, close["closed_at"])
-    assert now["ledger_published"]["total"] == 6
-    assert at_close["ledger_published"]["total"] == 5
-    assert "fund.opened" not in {r["key"] for r in at_close["ledger_published"]["rows"]}
+        at_close = await opinions.annual_report(
+            conn, org.code, "c", 2025, None, close["later_heads"]
+        )
+    assert now["ledger_published"]["total"] == 7
+    assert at_close["ledger_published"] == stored
+    zipped = _rebuilt_public(dsn, settings, org, tmp_path, result)
+    out = _verify(zipped)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 async def test_the_bundles_ocds_releases_are_those_of_their_procurement_leaves(
