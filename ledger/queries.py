@@ -341,6 +341,19 @@ async def list_funds(conn: Any, org: str, *, staff: bool) -> list[dict[str, Any]
            FROM funds f WHERE f.org = $1 ORDER BY f.fund_code""",
         org,
     )
+    # The public see the balance of the approved entries of each fund: its public flows.
+    public = (
+        {}
+        if staff
+        else {
+            f["fund_code"]: f["balance_fen"]
+            for f in await conn.fetch(
+                """SELECT fund_code, sum(receipts_fen - disbursements_fen) AS balance_fen
+                   FROM fund_periods WHERE org = $1 AND scope = 'public' GROUP BY fund_code""",
+                org,
+            )
+        }
+    )
     out = []
     for r in rows:
         if not staff and (r["visibility"] != "public" or r["opened_status"] != "approved"):
@@ -356,6 +369,8 @@ async def list_funds(conn: Any, org: str, *, staff: bool) -> list[dict[str, Any]
             item["balance"] = from_fen(r["balance_fen"])
             item["visibility"] = r["visibility"]
             item["status"] = "internal" if r["visibility"] != "public" else r["opened_status"]
+        else:
+            item["balance"] = from_fen(public.get(r["fund_code"]) or 0)
         out.append(item)
     return out
 
@@ -363,15 +378,6 @@ async def list_funds(conn: Any, org: str, *, staff: bool) -> list[dict[str, Any]
 async def get_fund(conn: Any, org: str, code: str, *, staff: bool) -> dict[str, Any]:
     for fund in await list_funds(conn, org, staff=staff):
         if fund["fund_code"] == code:
-            if not staff:
-                totals = await conn.fetchrow(
-                    """SELECT coalesce(sum(receipts_fen), 0) AS r,
-                              coalesce(sum(disbursements_fen), 0) AS d
-                       FROM fund_periods WHERE org = $1 AND fund_code = $2 AND scope = 'public'""",
-                    org,
-                    code,
-                )
-                fund["balance"] = from_fen(totals["r"] - totals["d"])
             return fund
     raise NotFound(f"No fund {code!r} in {org}", fund_code=code)
 

@@ -350,6 +350,8 @@ async def test_fund_and_project_state_the_heads_of_every_log_they_sum(
             public["earlier_as_of"],
         ), path
     assert listed["disbursed"] == "0.00"  # the disbursement is not approved
+    [fund] = (await client.get(f"/api/v1/orgs/{org.code}/funds")).json()
+    assert fund["balance"] == public["balance"] == "100.00"  # approved entries only
     project_view = (await client.get(f"/api/v1/orgs/{org.code}/projects/PRJ-1")).json()
     assert project_view["disbursed"] == "0.00"
     assert project_view["as_of"] == public["as_of"]
