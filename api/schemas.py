@@ -150,19 +150,16 @@ class FundOut(msgspec.Struct, omit_defaults=True):
     currency: str
     allow_overdraft: bool
     balance: Annotated[
-        str | None,
-        Meta(description="Staff: the balance of all postings; public: of approved entries"),
-    ] = None
-    visibility: str | None = None
-    status: str | None = None
+        str, Meta(description="Staff: the balance of all postings; public: of approved entries")
+    ]
     as_of: Annotated[
-        AsOfOut | None,
-        Meta(description="The head of the org's newest log the balance was read at"),
-    ] = None
+        AsOfOut, Meta(description="The head of the org's newest log the balance was read at")
+    ]
     earlier_as_of: Annotated[
-        list[AsOfOut] | None,
-        Meta(description="The org's earlier logs at the same read, oldest first"),
-    ] = None
+        list[AsOfOut], Meta(description="The org's earlier logs at the same read, oldest first")
+    ]
+    visibility: Annotated[str | None, Meta(description="Staff only")] = None
+    status: Annotated[str | None, Meta(description="Staff only: the opening's review")] = None
 
 
 class ApprovalOut(msgspec.Struct):

@@ -19,8 +19,10 @@ from tests.conftest import ROOT, free_port, start_server, wait_ready
 
 
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
-    dsn: str, pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+    dsn: str, pool: asyncpg.Pool, settings: Settings, tmp_path: Path, demo: str
 ) -> None:
+    # ``demo`` first: the run's demo year (an earlier year) must be loaded before the
+    # server's --demo loads this year, or the demo orgs' logs would begin after it.
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = start_server(dsn, settings, port, "--demo", env={"GONGKAI_PUBLIC_RATE_LIMIT": "0"})

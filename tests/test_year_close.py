@@ -683,3 +683,31 @@ async def test_the_bundles_ocds_releases_are_those_of_their_procurement_leaves(
         assert f"ok  ocds: {releases} releases, one for each" in out.stdout, out.stdout
         assert "ok  annual-report: names the final checkpoint" in out.stdout, out.stdout
         assert len(_ocds_package(path, org)["releases"]) == releases
+
+
+async def test_a_year_closed_before_later_heads_keeps_the_clock_rule(
+    client: Any, pool: asyncpg.Pool, dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    """A close made before year_closes.later_heads existed (NULL) decides "by the
+    close" as its bundles were built: the review's reviewed_at by closed_at."""
+    org = await make_org("cn")
+    await _year(client, org)  # fund.opened (0) among the six approved, in 2026
+    await _close(client, org)
+    async with pool.acquire() as conn, conn.transaction():  # past the append-only guard
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            "UPDATE year_closes SET later_heads = NULL WHERE org = $1 AND year = 2025", org.code
+        )
+        await conn.execute(
+            """UPDATE reviews SET reviewed_at = c.closed_at + interval '1 second'
+               FROM year_closes c WHERE c.org = reviews.org AND c.year = 2025
+                 AND reviews.org = $1 AND reviews.target_index = 0""",
+            org.code,
+        )
+    rebuilt = run_cli(dsn, settings, "archive", "build", "--org", org.code, "--year", "2025",
+                      "--variant", "public", "--out", str(tmp_path / "rebuilt"))  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    with zipfile.ZipFile(tmp_path / "rebuilt" / f"gongkai-{org.code}-2025-public.zip") as z:
+        lines = z.read(f"gongkai-{org.code}-2025/data/entries.ndjson").splitlines()
+    assert "leaf" not in json.loads(lines[0])  # reviewed after closed_at: hash only
+    assert "leaf" in json.loads(lines[2])  # reviewed before it: in full

@@ -11,7 +11,8 @@ holds the org's lock, so it can say exactly which reviews came before it: the
 sizes of the org's later logs at that moment, ``{"<year>": size}``. A review
 is by the close if it is a leaf of the closed log, or of a later log below
 the size recorded for it. Closes made before this migration keep the clock
-rule (``later_heads`` NULL), so their bundles rebuild byte for byte.
+rule (``later_heads`` NULL), so a rebuild of their bundles carries the entries
+it carried before (the zip, which carries the current ``verify.py``, may differ).
 """
 
 from ledger.db import sql_migration
