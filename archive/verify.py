@@ -2440,14 +2440,7 @@ def _check_annual_report(bag: _Bag) -> str:
     requests of every year and are not recounted."""
     if not bag.entries_ok:
         raise _Skip("data/entries.ndjson did not verify")
-    try:
-        doc = json.loads(
-            bag.data("annual-report.json").read_bytes(), object_pairs_hook=_no_duplicate_keys
-        )
-    except FileNotFoundError:
-        raise VerificationError("data/annual-report.json is missing") from None
-    except ValueError as exc:
-        raise VerificationError(f"data/annual-report.json is not JSON: {exc}") from None
+    doc = _read_json(bag.data("annual-report.json"), "data/annual-report.json")
     if not isinstance(doc, dict) or doc.get("org") != bag.org or doc.get("year") != bag.year:
         raise VerificationError(f"data/annual-report.json is not the report of {bag.log}")
     if doc.get("org_name") != bag.info.get("Source-Organization"):
@@ -2558,10 +2551,7 @@ def _check_ocds(bag: _Bag) -> str:
         if expected:
             raise VerificationError(f"{rel} is missing")
         return "no procurement: no package (a bundle built before 2026-11-27)"
-    try:
-        doc = json.loads(path.read_bytes(), object_pairs_hook=_no_duplicate_keys)
-    except ValueError as exc:
-        raise VerificationError(f"{rel} is not JSON: {exc}") from None
+    doc = _read_json(path, rel)
     envelope = {
         "uri": f"urn:gongkai:{bag.org}:{bag.year}:ocds:{bag.variant}",
         "publisher": {"name": bag.info.get("Source-Organization")},
@@ -2687,6 +2677,16 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON document to be compared as parsed (no key given twice)."""
+    try:
+        return json.loads(path.read_bytes(), object_pairs_hook=_no_duplicate_keys)
+    except FileNotFoundError:
+        raise VerificationError(f"{what} is missing") from None
+    except ValueError as exc:
+        raise VerificationError(f"{what} is not JSON: {exc}") from None
+
+
 def _check_summaries(bag: _Bag) -> str:
     if not bag.entries_ok:
         raise _Skip("data/entries.ndjson did not verify")
@@ -2709,14 +2709,7 @@ def _check_summaries(bag: _Bag) -> str:
         got = path.read_bytes()
         if got != want:
             raise VerificationError(_first_difference(name, got, want))
-    try:
-        package = json.loads(
-            (folder / "datapackage.json").read_bytes(), object_pairs_hook=_no_duplicate_keys
-        )
-    except FileNotFoundError:
-        raise VerificationError("data/summaries/datapackage.json is missing") from None
-    except ValueError as exc:
-        raise VerificationError(f"data/summaries/datapackage.json is not JSON: {exc}") from None
+    package = _read_json(folder / "datapackage.json", "data/summaries/datapackage.json")
     if bag.variant and bag.org and bag.year:
         if package != datapackage(bag.variant, bag.org, bag.year):
             raise VerificationError(

@@ -790,7 +790,7 @@ async def annual_report(conn: Any, org: str, org_name: str, year: int,
             f"""SELECT l.kind, count(*) AS n FROM leaves l
                JOIN reviews rv ON rv.org = l.org AND rv.target_year = l.year
                     AND rv.target_index = l.idx AND rv.decision = 'approved'
-                    AND ($3::jsonb IS NULL OR {by_the_close("rv", "$3", "NULL")})
+                    AND ($3::jsonb IS NULL OR {by_the_close("rv", "$3")})
                WHERE l.org = $1 AND l.year = $2 GROUP BY l.kind ORDER BY l.kind""",
             org,
             year,

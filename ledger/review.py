@@ -20,22 +20,25 @@ from ledger.kinds import ReviewApproved, ReviewWithheld, WithholdReason
 WITHHOLD_REASONS: tuple[str, ...] = WithholdReason.__args__  # type: ignore[attr-defined]
 
 
-def by_the_close(review: str, heads: str, closed_at: str) -> str:
+def by_the_close(review: str, heads: str, closed_at: str | None = None) -> str:
     """SQL: the ``reviews`` row ``review`` of a closed year's entry was made by the
     close. ``heads`` is the close's ``later_heads`` (``{"<year>": size}``, the org's
     later logs when the close held the org's lock), ``closed_at`` its time.
 
     A review is by the close if it is a leaf of the closed log itself (it precedes
     ``year.closed`` there), or of a later log below the size recorded for that log.
-    A close made before ``later_heads`` was recorded (NULL) keeps the rule it was
-    built with: ``reviewed_at`` (the app's clock) by ``closed_at`` (the database's).
-    The year's public bundle shows, and its annual report counts, what this admits.
+    Given ``closed_at``, a close made before ``later_heads`` was recorded (NULL)
+    keeps the rule it was built with: ``reviewed_at`` (the app's clock) by
+    ``closed_at`` (the database's). The year's public bundle shows, and its annual
+    report counts, what this admits.
     """
-    return (
-        f"({review}.year = {review}.target_year OR CASE WHEN {heads}::jsonb IS NULL "
-        f"THEN {review}.reviewed_at <= {closed_at}::timestamptz "
-        f"ELSE {review}.idx < ({heads}::jsonb ->> {review}.year::text)::bigint END)"
-    )
+    later = f"{review}.idx < ({heads}::jsonb ->> {review}.year::text)::bigint"
+    if closed_at is not None:
+        later = (
+            f"CASE WHEN {heads}::jsonb IS NULL THEN {review}.reviewed_at <= "
+            f"{closed_at}::timestamptz ELSE {later} END"
+        )
+    return f"({review}.year = {review}.target_year OR {later})"
 
 
 def review_entry(
