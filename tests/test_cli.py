@@ -105,3 +105,12 @@ def test_an_org_name_is_one_line_of_text(dsn: str, settings: Settings, name: str
 async def test_an_org_name_holds_no_nul() -> None:
     with pytest.raises(InvalidInput, match="one line without control characters"):
         await access.create_org("cli-name-check", "县政府\x00")
+
+
+def test_a_command_says_only_what_it_did(dsn: str, settings: Settings) -> None:
+    """Piccolo logged "Running Postgres version …" (with the version misread) on
+    every command's first query."""
+    out = run_cli(dsn, settings, "migrate")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip() == "migrations applied", out.stdout
+    assert "Running Postgres" not in out.stderr, out.stderr
