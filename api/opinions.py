@@ -23,6 +23,15 @@ ADMINS: set[Any] = {"admin"}
 TrackingCode = Annotated[
     str, Parameter(max_length=64, pattern=NO_NUL, description="The case's tracking code")
 ]
+#: Staff name a case by its tracking code or by the ``tracking_sha256`` their list shows.
+StaffCaseRef = Annotated[
+    str,
+    Parameter(
+        max_length=64,
+        pattern=NO_NUL,
+        description="The case's tracking code, or its tracking_sha256 (64 hex) from the list",
+    ),
+]
 #: The statuses a case can have (``ledger.opinions.TRANSITIONS``), for the list's filter.
 CASE_STATUS = "^(" + "|".join(opinions.TRANSITIONS) + ")$"
 
@@ -233,13 +242,14 @@ async def opinion_stats(request: Request[Any, Any, Any], org: OrgCode) -> Opinio
     tags=["staff"],
 )
 async def get_opinion_for_staff(
-    request: Request[Any, Any, Any], org: OrgCode, tracking_code: TrackingCode
+    request: Request[Any, Any, Any], org: OrgCode, tracking_code: StaffCaseRef
 ) -> CaseOut:
     await require(request, org, STAFF)
     pool = runtime(request).pool
     case = await opinions.get_case(
-        pool, tracking_code, calendar=await _calendar(request), today=china_today(), org=org
-    )
+        pool, opinions.staff_case_ref(tracking_code), calendar=await _calendar(request),
+        today=china_today(), org=org,
+    )  # fmt: skip
     personal = await opinions.private_data(pool, org, case.tracking_sha256)
     return _case_out(case, staff=True, personal=personal)
 
@@ -256,18 +266,18 @@ async def get_opinion_for_staff(
     tags=["staff"],
 )
 async def record_event(
-    request: Request[Any, Any, Any], org: OrgCode, tracking_code: TrackingCode,
+    request: Request[Any, Any, Any], org: OrgCode, tracking_code: StaffCaseRef,
     data: JSONBody[opinions.EventIn],
 ) -> CaseOut:  # fmt: skip
     principal = await require(request, org, HANDLERS)
     rt = runtime(request)
     calendar = await _calendar(request)
+    ref = opinions.staff_case_ref(tracking_code)
     await opinions.record_event(
-        rt.pool, org, tracking_code, data, actor=principal.name, today=china_today(),
-        calendar=calendar,
+        rt.pool, org, ref, data, actor=principal.name, today=china_today(), calendar=calendar,
     )  # fmt: skip
-    case = await opinions.get_case(rt.pool, tracking_code, calendar=calendar,
-                                   today=china_today(), org=org)  # fmt: skip
+    case = await opinions.get_case(rt.pool, ref, calendar=calendar, today=china_today(),
+                                   org=org)  # fmt: skip
     return _case_out(case, staff=True)
 
 
@@ -279,10 +289,11 @@ async def record_event(
     tags=["staff"],
 )
 async def erase_opinion(
-    request: Request[Any, Any, Any], org: OrgCode, tracking_code: TrackingCode
+    request: Request[Any, Any, Any], org: OrgCode, tracking_code: StaffCaseRef
 ) -> dict[str, str]:
     principal = await require(request, org, ADMINS)
-    receipt = await opinions.erase(runtime(request).pool, org, tracking_code,
+    receipt = await opinions.erase(runtime(request).pool, org,
+                                   opinions.staff_case_ref(tracking_code),
                                    actor=principal.name, today=china_today())  # fmt: skip
     return {"status": "erased", "entry": f"{receipt.log}#{receipt.index}"}
 

@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -71,8 +72,22 @@ def new_tracking_code() -> str:
     return "-".join(raw[i : i + 6] for i in range(0, len(raw), 6))
 
 
-def tracking_sha256(code: str) -> bytes:
+def tracking_sha256(code: str | bytes) -> bytes:
+    """The case's key: the SHA-256 of its tracking code; bytes are that key already
+    (staff name a case by the ``tracking_sha256`` their list shows)."""
+    if isinstance(code, bytes):
+        return code
     return hashlib.sha256(code.strip().upper().encode()).digest()
+
+
+_CASE_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def staff_case_ref(text: str) -> str | bytes:
+    """What staff wrote in a case's URL: its tracking code, or the hex
+    ``tracking_sha256`` the staff list shows (staff routes only: to the public
+    the hash is not a key)."""
+    return bytes.fromhex(text) if _CASE_HASH.fullmatch(text) else text
 
 
 # --- the calendar --------------------------------------------------------------------
@@ -400,7 +415,7 @@ def _case(
 
 
 async def get_case(
-    conn: Any, code: str, *, calendar: WorkCalendar, today: dt.date, org: str | None = None
+    conn: Any, code: str | bytes, *, calendar: WorkCalendar, today: dt.date, org: str | None = None
 ) -> Case:
     code_hash = tracking_sha256(code)
     row = await _case_row(conn, code_hash, org)
@@ -471,7 +486,7 @@ def _need(errors: ErrorList, value: Any, path: str, message: str) -> None:
 async def record_event(
     pool: asyncpg.Pool,
     org: str,
-    code: str,
+    code: str | bytes,
     data: EventIn,
     *,
     actor: str,
@@ -687,7 +702,9 @@ async def supply(pool: asyncpg.Pool, code: str, text: str, *, today: dt.date) ->
         )
 
 
-async def erase(pool: asyncpg.Pool, org: str, code: str, *, actor: str, today: dt.date) -> Receipt:
+async def erase(
+    pool: asyncpg.Pool, org: str, code: str | bytes, *, actor: str, today: dt.date
+) -> Receipt:
     """Erase a person's data (PIPL): the store rows go, a tombstone and an entry remain."""
     code_hash = tracking_sha256(code)
     async with pool.acquire() as conn, conn.transaction():
@@ -706,8 +723,13 @@ async def erase(pool: asyncpg.Pool, org: str, code: str, *, actor: str, today: d
             org,
             code_hash,
         )
+        # The code as stored is the one issued (tracking_sha256's form), so this finds it
+        # whether the admin typed the code in any case, or gave its hash.
         await conn.execute(
-            "DELETE FROM opinion_submissions WHERE org = $1 AND tracking_code = $2", org, code
+            """DELETE FROM opinion_submissions
+               WHERE org = $1 AND sha256(convert_to(tracking_code, 'UTF8')) = $2""",
+            org,
+            code_hash,
         )
         entry = _system_entry(org, "opinion.erased", code_hash, today,
                               k.OpinionErased(tracking_sha256=code_hash.hex()))  # fmt: skip

@@ -950,3 +950,40 @@ async def test_an_event_field_that_does_not_validate_is_named(client: Any, org: 
         )
         assert r.status_code == 422, r.text
         assert r.json()["errors"][0]["path"] == path, r.text
+
+
+async def test_staff_act_on_a_case_by_the_hash_their_list_shows(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """The staff list names a case by its ``tracking_sha256`` only (the code is the
+    citizen's secret), so staff routes take that too; public routes do not: the
+    hash is in the public leaf of opinion.submitted."""
+    words = "请公开 2026 年排污费征收明细（按hash处理）"
+    code = (await submit(client, org, text=words))["tracking_code"]
+    listed = (await client.get(f"{API}/orgs/{org.code}/opinions", headers=org.auth())).json()
+    mine = opinions.tracking_sha256(code).hex()
+    [item] = [i for i in listed if i["tracking_sha256"] == mine]
+    h = item["tracking_sha256"]
+
+    r = await client.get(f"{API}/orgs/{org.code}/opinions/{h}", headers=org.auth())
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "submitted" and words in r.text
+    case = await event(client, org, h, "accept")
+    assert case["status"] == "accepted"
+    assert (await public_case(client, code))["status"] == "accepted"  # the same case
+
+    # Not a key to the public, nor to another org's staff.
+    assert (await client.get(f"{API}/opinions/{h}")).status_code == 404
+    r = await client.post(f"{API}/opinions/{h}/supplement", json={"text": "补充"})
+    assert r.status_code == 404, r.text
+    other = await make_org()
+    r = await client.get(f"{API}/orgs/{other.code}/opinions/{h}", headers=other.auth())
+    assert r.status_code == 404, r.text
+
+    held = "SELECT count(*) FROM opinion_submissions WHERE org = $1"
+    assert await pool.fetchval(held, org.code) == 1  # the code, for resubmissions
+    r = await client.post(f"{API}/orgs/{org.code}/opinions/{h}/erase", headers=org.auth("admin"))
+    assert r.status_code == 201, r.text
+    assert await pool.fetchval(held, org.code) == 0  # erased with the rest
+    r = await client.get(f"{API}/orgs/{org.code}/opinions/{h}", headers=org.auth())
+    assert r.status_code == 200 and words not in r.text
