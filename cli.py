@@ -60,17 +60,49 @@ def resolve_dsn(settings: Settings) -> str:
     return start_embedded(settings.data_dir)
 
 
-def _check_dsn(dsn: str) -> None:
-    """A DATABASE_URL that does not parse is said so before anything connects."""
+def _check_dsn(dsn: str, name: str = "DATABASE_URL") -> None:
+    """A DATABASE_URL (or ``name``) that does not parse is said so before anything
+    connects."""
     from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(dsn)
         parts.port  # noqa: B018 - parsing the port is the check
     except ValueError as exc:
-        raise Misconfigured(f"DATABASE_URL does not parse: {exc}") from None
+        raise Misconfigured(f"{name} does not parse: {exc}") from None
     if parts.scheme not in ("postgresql", "postgres"):
-        raise Misconfigured("DATABASE_URL must start with postgresql://")
+        raise Misconfigured(f"{name} must start with postgresql://")
+
+
+async def _check_replica(url: str) -> None:
+    """The replica answers, or the server does not start (one line, as for the primary)."""
+    import asyncpg
+
+    _check_dsn(url, "DATABASE_REPLICA_URL")
+    try:
+        conn = await asyncpg.connect(url)
+    except Exception as exc:
+        what = _environment_error(exc)
+        if what is None:
+            raise
+        raise Misconfigured(f"DATABASE_REPLICA_URL: {what}") from None
+    await conn.close()
+
+
+def _check_listen(host: str, port: int) -> None:
+    """The address can be listened on, or the server does not start: said before the
+    "serving" line, in one line (uvicorn would log its error and exit 3)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            sock.bind(address)
+    except OSError as exc:  # socket.gaierror included
+        raise Misconfigured(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _run(
@@ -313,8 +345,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     dsn = resolve_dsn(settings)
     db.configure(dsn)
 
+    _check_listen(args.host, args.port)
+
     async def prepare() -> None:
         await db.migrate()
+        if settings.replica_url:
+            await _check_replica(settings.replica_url)
         if args.demo:
             from ledger.demo import load_demo
 

@@ -4,6 +4,7 @@ makes a signing key."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,37 @@ def test_a_command_says_only_what_it_did(dsn: str, settings: Settings) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip() == "migrations applied", out.stdout
     assert "Running Postgres" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(
+    ("replica", "words"),
+    [
+        ("postgresql://postgres@127.0.0.1:1/test", "DATABASE_REPLICA_URL: cannot reach"),
+        ("notadsn", "DATABASE_REPLICA_URL must start with postgresql://"),
+    ],
+    ids=["replica out of reach", "replica malformed"],
+)
+def test_the_server_does_not_start_on_a_replica_it_cannot_use(
+    dsn: str, settings: Settings, replica: str, words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It printed "serving", then a traceback of the app's start, and exited 3."""
+    monkeypatch.setenv("DATABASE_REPLICA_URL", replica)
+    with socket.socket() as probe:  # a port free now: the server must not get to it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = run_cli(dsn, settings, "serve", "--port", str(port))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "serving" not in out.stdout, out.stdout
+    assert out.stderr.startswith(f"error: {words}") and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_the_server_does_not_start_where_it_cannot_listen(dsn: str, settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run_cli(dsn, settings, "serve", "--port", str(port))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "serving" not in out.stdout, out.stdout
+    assert out.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}"), out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
