@@ -21,12 +21,27 @@ _principals: Remembered[str, Principal | None] = Remembered(30.0)
 
 
 async def _resolve(request: Request[Any, Any, Any], token: str) -> Principal | None:
-    pool = runtime(request).pool
+    return await _resolve_in(runtime(request).pool, token)
 
+
+async def _resolve_in(pool: Any, token: str) -> Principal | None:
     async def look_up(token: str) -> Principal | None:
         return await principal_for(pool, token)
 
     return await _principals.get(token, look_up)
+
+
+async def known_token(app: Any, header: str) -> bool:
+    """Whether an Authorization header carries a token that resolves (for the web
+    middleware, before routing: only such a caller escapes the public rate limit).
+    A lookup that fails says no; the route meets the failure itself."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    try:
+        return await _resolve_in(app.state.runtime.pool, token.strip()) is not None
+    except Exception:  # the database, say: the route answers for it
+        return False
 
 
 async def optional_principal(request: Request[Any, Any, Any]) -> Principal | None:

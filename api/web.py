@@ -6,7 +6,7 @@ that handlers stay about their use case:
 - ``X-Request-Id`` on every response (the client's, if it sent a sane one) and
   one JSON access-log line per request carrying it;
 - Prometheus counters and a latency histogram per route template;
-- public GETs (no ``Authorization``): a weak ``ETag`` over the body, ``304`` on
+- public GETs (no token that resolves): a weak ``ETag`` over the body, ``304`` on
   ``If-None-Match``, ``Cache-Control: public, max-age=…``; staff responses are
   ``private, no-store``;
 - a token bucket per client address on public requests: ``429`` problem with
@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import known_token
 
 access_log = logging.getLogger("gongkai.access")
 
@@ -186,7 +188,10 @@ def web_middleware(metrics: Metrics, limiter: RateLimiter) -> Any:
             method = scope["method"]
             incoming = _header(scope, b"x-request-id")
             request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_request_id()
-            public = _header(scope, b"authorization") is None
+            # Public: no token that resolves. An unknown one (on a route that does not
+            # read it) is rate limited and cached like no token at all.
+            authorization = _header(scope, b"authorization")
+            public = authorization is None or not await known_token(scope["app"], authorization)
             route = _route_label(str(scope.get("path_template") or "unmatched"))
             client = (scope.get("client") or ("-", 0))[0]
             status_holder = [0]

@@ -97,6 +97,27 @@ async def test_public_requests_are_rate_limited_with_retry_after(
         assert (await c.get("/healthz")).status_code == 200
 
 
+async def test_only_a_known_token_escapes_the_public_rate_limit(
+    dsn: str, settings: Settings, org: Org
+) -> None:
+    """Any Authorization header used to count as staff: a made-up token lifted the
+    limit on every public route that does not read the token."""
+    from api.app import create_app
+
+    limited = dataclasses.replace(settings, public_rate_limit=3)
+    async with AsyncTestClient(app=create_app(limited, dsn)) as c:
+        made_up = {"Authorization": "Bearer gk_made_up"}
+        codes = [(await c.get("/api/v1/vkey", headers=made_up)).status_code for _ in range(5)]
+        assert codes == [200, 200, 200, 429, 429]
+        r = await c.get("/api/v1/vkey", headers={"Authorization": "Basic eDp5"})
+        assert r.status_code == 429
+        # Staff with a real token are not limited, and not cached as public.
+        for _ in range(5):
+            r = await c.get("/api/v1/vkey", headers=org.auth())
+            assert r.status_code == 200
+            assert r.headers["cache-control"] == "private, no-store"
+
+
 def test_token_bucket_refills_over_time() -> None:
     limiter = RateLimiter(60)  # one a second
     assert all(limiter.take("a", now=0.0) == 0 for _ in range(60))
