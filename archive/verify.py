@@ -82,7 +82,8 @@ summaries
 
 How the summaries are computed (``summary_csvs``) is part of the bundle format;
 the definitions are in that function's docstring. Exit status 0 means every check
-held; 1 means at least one failed; 2 means the bundle could not be opened.
+held; 1 means at least one failed; 2 means the bundle could not be opened, or the
+key given with --vkey (--vkey-string) could not be read or is not a vkey.
 """
 
 from __future__ import annotations
@@ -2863,6 +2864,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             pinned = args.vkey.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             print(f"FAIL vkey: cannot read {args.vkey}: {exc}", file=sys.stderr)
+            return 2
+    if pinned is not None:  # a key given wrong is a usage error, not a bundle that fails
+        try:
+            VKey.parse(pinned, str(args.vkey or "--vkey-string"))
+        except VerificationError as exc:
+            print(f"FAIL vkey: {exc}", file=sys.stderr)
             return 2
     results = _checked(args.bundle, pinned)
     if isinstance(results, Exception):

@@ -695,6 +695,14 @@ def test_cli_runs_isolated_from_the_bundle(bundle: Bundle) -> None:
     vkey.write_text(bundle.signer.vkey() + "\n")
     proc = _run([sys.executable, "-I", str(script), str(bundle.path), "--vkey", str(vkey)])
     assert proc.returncode == 0 and "is the pinned key" in proc.stdout
+    # A key given that is not a vkey is a usage error (2), as an unreadable one is, not
+    # a bundle that fails its checks (1).
+    vkey.write_text("hello\n")
+    for pin in (["--vkey", str(vkey)], ["--vkey-string", "hello"]):
+        proc = _run([sys.executable, "-I", str(script), str(bundle.path), *pin])
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stderr.startswith("FAIL vkey: ") and "not a vkey" in proc.stderr
+        assert proc.stdout == ""
 
 
 def test_cli_without_cryptography(full: Bundle) -> None:
