@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
+from litestar.datastructures import ETag
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import File
 
 from api.auth import require
 from api.params import OrgCode, Year
 from api.runtime import runtime
+from api.web import PUBLIC_MAX_AGE
 from archive.bundle import build_bundle, spare_connection, stored_bundle
 from archive.close import close_year
 from ledger.errors import NotFound
@@ -96,6 +99,9 @@ async def close(request: Request[Any, Any, Any], org: OrgCode, year: Year) -> Cl
     summary="The year's archive bundle as a .zip (full: auditors and admins; public: anyone)",
     tags=["public"],
     media_type="application/zip",
+    responses={
+        304: ResponseSpec(None, description="Not modified: If-None-Match names this bundle")
+    },
 )
 async def get_archive(
     request: Request[Any, Any, Any],
@@ -123,12 +129,32 @@ async def get_archive(
         path = built.path
     if not path.exists():
         raise NotFound("The bundle could not be found")
+    # Bundles are stored by their SHA-256: that is the strong ETag, and a client that
+    # has this bundle gets 304 instead of it again. Which bundle the URL names can
+    # change (a rebuild carries the current verify.py), so public caching is brief.
+    sha = path.stem
+    headers = {"X-Bundle-SHA256": sha}
+    if request.headers.get("authorization") is None:  # staff get private, no-store
+        headers["Cache-Control"] = f"public, max-age={PUBLIC_MAX_AGE}"
+    if _names(request.headers.get("if-none-match"), sha):
+        # A Response, not the File the signature documents: the 304 is in `responses`.
+        not_modified = Response(b"", status_code=304, headers={**headers, "ETag": f'"{sha}"'})
+        return not_modified  # type: ignore[return-value]
     return File(
         path=path,
         filename=f"gongkai-{org}-{year}-{variant}.zip",
         media_type="application/zip",
-        headers={"X-Bundle-SHA256": path.stem},
+        headers=headers,
+        etag=ETag(value=sha),
     )
+
+
+def _names(if_none_match: str | None, sha: str) -> bool:
+    """Whether an If-None-Match header names this bundle (weak comparison, RFC 9110)."""
+    if if_none_match is None:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return "*" in tags or f'"{sha}"' in tags
 
 
 ROUTES = [close, get_archive]

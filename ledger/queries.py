@@ -20,7 +20,7 @@ import asyncpg
 import orjson
 
 from ledger.errors import FieldError, InvalidInput, NotFound
-from ledger.kinds import SYSTEM_KINDS
+from ledger.kinds import KINDS, SYSTEM_KINDS
 from ledger.logs import Conn
 from ledger.money import from_fen
 
@@ -122,6 +122,11 @@ class EntryFilter:
     until: dt.date | None = None
 
     def check(self) -> None:
+        if self.kind is not None and self.kind not in KINDS:  # a typo, not "none of these"
+            raise InvalidInput(
+                f"Unknown kind {self.kind!r}",
+                [FieldError("query.kind", f"must be one of: {', '.join(sorted(KINDS))}")],
+            )
         if self.since and self.until and self.until < self.since:
             raise InvalidInput(
                 "until is before since", [FieldError("query.until", "is before since")]

@@ -201,6 +201,9 @@ async def test_every_refusal_names_its_field(client: Any, org: Org) -> None:
         (client.get(f"{base}/logs/2026/leaves?start=5&end=2"), "query.end"),
         (client.get(f"{base}/logs/2026/leaves?start=0&end=1001"), "query.end"),
         (client.get(f"{base}/entries?since=2026-06-01&until=2026-05-01"), "query.until"),
+        # A kind that does not exist is a typo, not "none of these" (it was 200, empty).
+        (client.get(f"{base}/entries?kind=fund.reciept"), "query.kind"),
+        (client.get(f"{base}/entries?kind=fund.reciept&format=csv"), "query.kind"),
     ]
     for request, path in cases:
         r = await request

@@ -711,3 +711,32 @@ async def test_a_year_closed_before_later_heads_keeps_the_clock_rule(
         lines = z.read(f"gongkai-{org.code}-2025/data/entries.ndjson").splitlines()
     assert "leaf" not in json.loads(lines[0])  # reviewed after closed_at: hash only
     assert "leaf" in json.loads(lines[2])  # reviewed before it: in full
+
+
+async def test_a_bundle_download_is_tagged_by_its_sha256(client: Any) -> None:
+    """The ETag was the file's modification time and size, with no Cache-Control,
+    and If-None-Match was not answered: an auditor fetched the whole zip again."""
+    org = await make_org("c")
+    await post(client, org, [fund_entry("A", on="2025-03-01")])
+    shas = {b["variant"]: b["sha256"] for b in (await _close(client, org))["bundles"]}
+    url = f"/api/v1/orgs/{org.code}/archives/2025"
+    r = await client.get(url)
+    assert r.status_code == 200
+    assert hashlib.sha256(r.content).hexdigest() == shas["public"]
+    assert r.headers["etag"] == f'"{shas["public"]}"'
+    assert r.headers["cache-control"] == "public, max-age=5"
+    for tag in (r.headers["etag"], f"W/{r.headers['etag']}", f'"x", {r.headers["etag"]}', "*"):
+        again = await client.get(url, headers={"If-None-Match": tag})
+        assert again.status_code == 304, tag
+        assert again.content == b"" and again.headers["etag"] == r.headers["etag"]
+    other = await client.get(url, headers={"If-None-Match": f'"{shas["full"]}"'})
+    assert other.status_code == 200 and other.content == r.content
+
+    auditor = org.auth("auditor")
+    r = await client.get(f"{url}?variant=full", headers=auditor)
+    assert r.status_code == 200 and r.headers["etag"] == f'"{shas["full"]}"'
+    assert r.headers["cache-control"] == "private, no-store"
+    r = await client.get(
+        f"{url}?variant=full", headers={**auditor, "If-None-Match": f'"{shas["full"]}"'}
+    )
+    assert r.status_code == 304
