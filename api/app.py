@@ -23,7 +23,7 @@ from api.params import strict_query_integers
 from api.problems import EXCEPTION_HANDLERS, ApiRequest
 from api.runtime import Runtime, runtime, settle_heap
 from api.schemas import HealthOut
-from api.web import Metrics, RateLimiter, web_middleware
+from api.web import Metrics, RateLimiter, unrouted_hook, web_middleware
 from ledger import db
 from ledger.checkpoint import signer_for
 from ledger.errors import LedgerError
@@ -175,6 +175,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 20) -> Litestar
             {"metrics": stats, "opinion_limiter": RateLimiter(settings.opinion_rate_limit)}
         ),
         middleware=[web_middleware(stats, limiter)],
+        before_send=[unrouted_hook(stats)],
         compression_config=CompressionConfig(
             backend="gzip", minimum_size=1024, gzip_compress_level=4
         ),

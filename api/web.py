@@ -11,6 +11,9 @@ that handlers stay about their use case:
   ``private, no-store``;
 - a token bucket per client address on public requests: ``429`` problem with
   ``Retry-After`` when it is empty.
+
+What the router answers before any route (404, 405) gets its id, log line and
+count from a ``before_send`` hook instead (``unrouted_hook``).
 """
 
 from __future__ import annotations
@@ -302,6 +305,39 @@ def web_middleware(metrics: Metrics, limiter: RateLimiter) -> Any:
         return middleware
 
     return factory
+
+
+def unrouted_hook(metrics: Metrics) -> Any:
+    """A ``before_send`` hook for what the router answers itself, before any route's
+    middleware runs: an unmatched path (404) or method (405). Such a response gets
+    its ``X-Request-Id`` (the client's, if sane) and its access-log line too; one
+    that already has an id came through ``web_middleware`` and is left alone."""
+
+    async def before_send(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start" or scope["type"] != "http":
+            return
+        headers = list(message.get("headers") or [])
+        if any(k.lower() == b"x-request-id" for k, _ in headers):
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_request_id()
+        message["headers"] = [*headers, (b"x-request-id", request_id.encode())]  # type: ignore[typeddict-unknown-key]
+        status = message["status"]
+        metrics.requests[("unmatched", scope["method"], status)] += 1
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": "unmatched",
+                    "status": status,
+                    "client": (scope.get("client") or ("-", 0))[0],
+                },
+            )
+
+    return before_send
 
 
 class JsonFormatter(logging.Formatter):

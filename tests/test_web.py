@@ -69,6 +69,27 @@ async def test_every_response_carries_a_request_id(client: Any) -> None:
     assert len(ids) == 5 and all(len(i) == 32 for i in ids)
 
 
+async def test_what_the_router_answers_itself_has_a_request_id_and_a_log_line(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unmatched path or method is answered before any route's middleware: it
+    had no X-Request-Id and no access-log line."""
+    with caplog.at_level(logging.INFO, logger="gongkai.access"):
+        r = await client.get("/nope/nope", headers={"X-Request-Id": "mine-404"})
+        assert r.status_code == 404 and r.headers["x-request-id"] == "mine-404"
+        r = await client.delete("/api/v1/orgs")
+        assert r.status_code == 405 and len(r.headers["x-request-id"]) == 32
+        # Routed responses keep the one id the middleware gave them.
+        r = await client.get("/healthz", headers={"X-Request-Id": "routed-1"})
+        assert r.headers.get_list("x-request-id") == ["routed-1"]
+    lines = [rec for rec in caplog.records if rec.name == "gongkai.access"]
+    unmatched = [(x.request_id, x.status, x.route) for x in lines if x.route == "unmatched"]  # type: ignore[attr-defined]
+    assert unmatched[0] == ("mine-404", 404, "unmatched")
+    assert unmatched[1][1:] == (405, "unmatched") and len(unmatched) == 2
+    metrics = (await client.get("/metrics")).text
+    assert 'route="unmatched",method="DELETE",status="405"' in metrics
+
+
 async def test_metrics_in_prometheus_text(client: Any, org: Org) -> None:
     await client.post(f"/api/v1/orgs/{org.code}/entries", json=fund_entry("M1"), headers=org.auth())
     r = await client.get("/metrics")
