@@ -19,6 +19,7 @@ from api.schemas import (
     ReviewIn,
 )
 from ledger.entries import decode_batch, decode_entry
+from ledger.errors import FieldError, InvalidInput
 from ledger.posting import post_entries_pooled
 from ledger.queries import pending_entries
 from ledger.review import review_entry
@@ -94,8 +95,27 @@ async def post_entry(
     description="One transaction: every entry is appended, or none is.",
     tags=["staff"],
 )
-async def post_batch(request: Request[Any, Any, Any], org: OrgCode) -> BatchReceiptsOut:
+async def post_batch(
+    request: Request[Any, Any, Any],
+    org: OrgCode,
+    idempotency_key: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Idempotency-Key",
+            required=False,
+            description="Not taken here: a batch that carries one is refused (422), "
+            "rather than written again on a retry; retry a batch only after checking the log",
+        ),
+    ] = None,
+) -> BatchReceiptsOut:
     principal = await require(request, org, POSTERS)
+    if idempotency_key is not None:
+        raise InvalidInput(
+            "A batch does not take an Idempotency-Key: it would not stop a retried batch "
+            "from being written twice. Post entries one by one with keys, or check the "
+            "log before retrying a batch",
+            [FieldError("header.Idempotency-Key", "not taken by the batch route")],
+        )
     entries = decode_batch(await request.body(), org=org, actor=principal.name)
     receipts = await post_entries_pooled(runtime(request).pool, entries)
     request.app.state.metrics.on_commit(len(receipts))

@@ -109,6 +109,22 @@ async def test_batch_over_1000_entries_is_refused(client: Any, org: Org) -> None
     assert r.json()["errors"][0]["path"] == "$.entries"
 
 
+async def test_a_batch_with_an_idempotency_key_is_refused(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """The batch route took the header and dropped it: a retried batch with the
+    same key was written twice, each time 201."""
+    entries = [fund_entry(f"K{i}") for i in range(3)]
+    headers = {**org.auth(), "Idempotency-Key": "batch-1"}
+    for _ in range(2):
+        r = await client.post(
+            f"/api/v1/orgs/{org.code}/entries/batch", json={"entries": entries}, headers=headers
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["path"] == "header.Idempotency-Key"
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 0
+
+
 async def test_same_idempotency_key_and_request_returns_original_receipt(
     client: Any, org: Org
 ) -> None:
