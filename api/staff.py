@@ -37,6 +37,17 @@ def _out(r: Receipt) -> ReceiptOut:
     )
 
 
+#: The single post's retry key. The batch route declares it only to refuse it (422):
+#: a batch cannot be retried by key.
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key", min_length=1, max_length=200, pattern=NO_NUL,
+        description="Client retry key (single posts; a batch that carries one is refused)",
+    ),
+]  # fmt: skip
+
+
 @post(
     "/orgs/{org:str}/entries",
     status_code=201,
@@ -58,16 +69,7 @@ def _out(r: Receipt) -> ReceiptOut:
 async def post_entry(
     request: Request[Any, Any, Any],
     org: OrgCode,
-    idempotency_key: Annotated[
-        str | None,
-        HeaderParameter(
-            name="Idempotency-Key",
-            min_length=1,
-            max_length=200,
-            pattern=NO_NUL,
-            description="Client retry key",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[ReceiptOut]:
     principal = await require(request, org, POSTERS)
     entry = decode_entry(
@@ -98,15 +100,7 @@ async def post_entry(
 async def post_batch(
     request: Request[Any, Any, Any],
     org: OrgCode,
-    idempotency_key: Annotated[
-        str | None,
-        HeaderParameter(
-            name="Idempotency-Key",
-            required=False,
-            description="Not taken here: a batch that carries one is refused (422), "
-            "rather than written again on a retry; retry a batch only after checking the log",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> BatchReceiptsOut:
     principal = await require(request, org, POSTERS)
     if idempotency_key is not None:
