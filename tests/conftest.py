@@ -41,13 +41,15 @@ def data_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def server_dsn(data_dir: Path) -> str:
+def server_dsn(data_dir: Path) -> Iterator[str]:
     url = os.environ.get("DATABASE_URL")
     if url:
-        return url
-    from ledger.embedded import start_embedded
+        yield url
+        return
+    from ledger.embedded import start_embedded, stop_embedded
 
-    return start_embedded(data_dir / "embedded", database="postgres")
+    yield start_embedded(data_dir / "embedded", database="postgres")
+    stop_embedded(data_dir / "embedded")  # before data_dir, and its list of users, goes
 
 
 @pytest.fixture(scope="session")
