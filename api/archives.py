@@ -14,7 +14,6 @@ from litestar.response import File
 from api.auth import require
 from api.params import OrgCode, Year
 from api.runtime import runtime
-from api.web import PUBLIC_MAX_AGE
 from archive.bundle import build_bundle, spare_connection, stored_bundle
 from archive.close import close_year
 from ledger.errors import NotFound
@@ -130,12 +129,11 @@ async def get_archive(
     if not path.exists():
         raise NotFound("The bundle could not be found")
     # Bundles are stored by their SHA-256: that is the strong ETag, and a client that
-    # has this bundle gets 304 instead of it again. Which bundle the URL names can
-    # change (a rebuild carries the current verify.py), so public caching is brief.
+    # has this bundle gets 304 instead of it again. (The web middleware caches it as
+    # any public GET, briefly: which bundle the URL names can change, as a rebuild
+    # carries the current verify.py.)
     sha = path.stem
     headers = {"X-Bundle-SHA256": sha}
-    if request.headers.get("authorization") is None:  # staff get private, no-store
-        headers["Cache-Control"] = f"public, max-age={PUBLIC_MAX_AGE}"
     if _names(request.headers.get("if-none-match"), sha):
         # A Response, not the File the signature documents: the 304 is in `responses`.
         not_modified = Response(b"", status_code=304, headers={**headers, "ETag": f'"{sha}"'})

@@ -31,15 +31,21 @@ async def _resolve_in(pool: Any, token: str) -> Principal | None:
     return await _principals.get(token, look_up)
 
 
+def _bearer(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 async def known_token(app: Any, header: str) -> bool:
     """Whether an Authorization header carries a token that resolves (for the web
     middleware, before routing: only such a caller escapes the public rate limit).
     A lookup that fails says no; the route meets the failure itself."""
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _bearer(header)
+    if token is None:
         return False
     try:
-        return await _resolve_in(app.state.runtime.pool, token.strip()) is not None
+        return await _resolve_in(app.state.runtime.pool, token) is not None
     except Exception:  # the database, say: the route answers for it
         return False
 
@@ -49,10 +55,10 @@ async def optional_principal(request: Request[Any, Any, Any]) -> Principal | Non
     header = request.headers.get("authorization")
     if header is None:
         return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _bearer(header)
+    if token is None:
         raise Unauthorized("Authorization must be 'Bearer <token>'")
-    principal = await _resolve(request, token.strip())
+    principal = await _resolve(request, token)
     if principal is None:
         raise Unauthorized("Unknown token")
     return principal

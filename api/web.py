@@ -36,6 +36,7 @@ from api.auth import known_token
 access_log = logging.getLogger("gongkai.access")
 
 PUBLIC_MAX_AGE = 5  # seconds: the ledger moves, but a few seconds of caching is honest
+_PUBLIC_CACHE = (b"cache-control", f"public, max-age={PUBLIC_MAX_AGE}".encode())
 _TEMPLATE_TYPE = re.compile(r":[a-z]+}")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -49,6 +50,31 @@ _route_labels: dict[str, str] = {}
 
 def _new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ids):016x}"
+
+
+def _request_id(scope: Scope) -> str:
+    """The client's ``X-Request-Id`` if it is sane, else a new one."""
+    incoming = _header(scope, b"x-request-id")
+    return incoming if incoming and _REQUEST_ID.match(incoming) else _new_request_id()
+
+
+def _log_request(
+    scope: Scope, request_id: str, route: str, status: int, ms: float | None = None
+) -> None:
+    """The access-log line of one request (when the access log is on)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    extra = {
+        "request_id": request_id,
+        "method": scope["method"],
+        "path": scope["path"],
+        "route": route,
+        "status": status,
+        "client": (scope.get("client") or ("-", 0))[0],
+    }
+    if ms is not None:
+        extra["ms"] = ms
+    access_log.info("request", extra=extra)
 
 
 def _route_label(template: str) -> str:
@@ -189,8 +215,7 @@ def web_middleware(metrics: Metrics, limiter: RateLimiter) -> Any:
                 return
             started = time.perf_counter()
             method = scope["method"]
-            incoming = _header(scope, b"x-request-id")
-            request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_request_id()
+            request_id = _request_id(scope)
             # Public: no token that resolves. An unknown one (on a route that does not
             # read it) is rate limited and cached like no token at all.
             authorization = _header(scope, b"authorization")
@@ -203,20 +228,7 @@ def web_middleware(metrics: Metrics, limiter: RateLimiter) -> Any:
             async def finish() -> None:
                 elapsed = time.perf_counter() - started
                 metrics.observe(route, method, status_holder[0], elapsed)
-                if not access_log.isEnabledFor(logging.INFO):
-                    return
-                access_log.info(
-                    "request",
-                    extra={
-                        "request_id": request_id,
-                        "method": method,
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status_holder[0],
-                        "ms": round(elapsed * 1000, 2),
-                        "client": client,
-                    },
-                )
+                _log_request(scope, request_id, route, status_holder[0], round(elapsed * 1000, 2))
 
             if public and route not in ("/healthz", "/readyz", "/metrics"):
                 wait = limiter.take(client)
@@ -252,9 +264,12 @@ def web_middleware(metrics: Metrics, limiter: RateLimiter) -> Any:
                     if not public:
                         headers.append((b"cache-control", b"private, no-store"))
                     message = {**message, "headers": headers}
-                    # A response that tags itself (a file) keeps its own ETag.
+                    # A response that tags itself (a file) keeps its own ETag (and answers
+                    # If-None-Match itself); public, it is cached as any public GET.
                     if any(k.lower() == b"etag" for k, _ in headers):
                         passthrough = True
+                        if cacheable and not any(k.lower() == b"cache-control" for k, _ in headers):
+                            headers.append(_PUBLIC_CACHE)
                     if passthrough or message["status"] != 200:
                         passthrough = True
                         await send(message)
@@ -283,7 +298,7 @@ def web_middleware(metrics: Metrics, limiter: RateLimiter) -> Any:
                 ]
                 headers += [
                     (b"etag", etag),
-                    (b"cache-control", f"public, max-age={PUBLIC_MAX_AGE}".encode()),
+                    _PUBLIC_CACHE,
                 ]
                 if if_none_match is not None and etag.decode() in {
                     t.strip() for t in if_none_match.split(",")
@@ -319,23 +334,10 @@ def unrouted_hook(metrics: Metrics) -> Any:
         headers = list(message.get("headers") or [])
         if any(k.lower() == b"x-request-id" for k, _ in headers):
             return
-        incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_request_id()
+        request_id = _request_id(scope)
         message["headers"] = [*headers, (b"x-request-id", request_id.encode())]  # type: ignore[typeddict-unknown-key]
-        status = message["status"]
-        metrics.requests[("unmatched", scope["method"], status)] += 1
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "route": "unmatched",
-                    "status": status,
-                    "client": (scope.get("client") or ("-", 0))[0],
-                },
-            )
+        metrics.requests[("unmatched", scope["method"], message["status"])] += 1
+        _log_request(scope, request_id, "unmatched", message["status"])
 
     return before_send
 
