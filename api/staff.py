@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import asyncpg
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, Parameter
@@ -18,8 +19,7 @@ from api.schemas import (
     ReceiptOut,
     ReviewIn,
 )
-from ledger.entries import decode_batch, decode_entry
-from ledger.errors import FieldError, InvalidInput
+from ledger.entries import NewEntry, batch_key, decode_batch, decode_entry
 from ledger.posting import post_entries_pooled
 from ledger.queries import pending_entries
 from ledger.review import review_entry
@@ -37,13 +37,15 @@ def _out(r: Receipt) -> ReceiptOut:
     )
 
 
-#: The single post's retry key. The batch route declares it only to refuse it (422):
-#: a batch cannot be retried by key.
+#: The client's retry key, of a single post or of a whole batch.
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
         name="Idempotency-Key", min_length=1, max_length=200, pattern=NO_NUL,
-        description="Client retry key (single posts; a batch that carries one is refused)",
+        description=(
+            "Client retry key: the same key and request again answer the original "
+            "receipt(s) (200); the same key with another request is 409"
+        ),
     ),
 ]  # fmt: skip
 
@@ -77,15 +79,15 @@ async def post_entry(
     )
     rt = runtime(request)
     if idempotency_key is not None:
-        earlier = await find_idempotent(rt.pool, entry)
+        earlier = await find_idempotent(rt.pool, [entry], idempotency_key)
         if earlier is not None:
-            return Response(_out(earlier), status_code=200)
+            return Response(_out(earlier[0]), status_code=200)
     try:
         receipt = await rt.committer.submit(entry)
     except IdempotencyRace:
-        earlier = await find_idempotent(rt.pool, entry)
+        earlier = await find_idempotent(rt.pool, [entry], idempotency_key or "")
         assert earlier is not None
-        return Response(_out(earlier), status_code=200)
+        return Response(_out(earlier[0]), status_code=200)
     return Response(_out(receipt), status_code=201)
 
 
@@ -94,25 +96,51 @@ async def post_entry(
     status_code=201,
     operation_id="postEntryBatch",
     summary="Post a batch of up to 1000 entries",
-    description="One transaction: every entry is appended, or none is.",
+    description=(
+        "One transaction: every entry is appended, or none is. With `Idempotency-Key`, "
+        "each entry carries the key, `#` and its position in the batch; the same key "
+        "and batch again answer the original receipts (200); the same key with another "
+        "batch (other entries, more or fewer) is 409."
+    ),
     tags=["staff"],
+    responses={
+        200: ResponseSpec(
+            data_container=BatchReceiptsOut,
+            description="The original receipts of a retried batch",
+        )
+    },
 )
 async def post_batch(
     request: Request[Any, Any, Any],
     org: OrgCode,
     idempotency_key: IdempotencyKey = None,
-) -> BatchReceiptsOut:
+) -> Response[BatchReceiptsOut]:
     principal = await require(request, org, POSTERS)
+    entries = decode_batch(
+        await request.body(), org=org, actor=principal.name, idempotency_key=idempotency_key
+    )
+    pool = runtime(request).pool
     if idempotency_key is not None:
-        raise InvalidInput(
-            "A batch does not take an Idempotency-Key: it would not stop a retried batch "
-            "from being written twice. Post entries one by one with keys, or check the "
-            "log before retrying a batch",
-            [FieldError("header.Idempotency-Key", "not taken by the batch route")],
-        )
-    entries = decode_batch(await request.body(), org=org, actor=principal.name)
-    receipts = await post_entries_pooled(runtime(request).pool, entries)
+        earlier = await _earlier_batch(pool, entries, idempotency_key)
+        if earlier is not None:
+            return Response(_receipts(earlier), status_code=200)
+    try:
+        receipts = await post_entries_pooled(pool, entries)
+    except IdempotencyRace:  # the same batch, posted at once: one of them was written
+        earlier = await _earlier_batch(pool, entries, idempotency_key or "")
+        assert earlier is not None
+        return Response(_receipts(earlier), status_code=200)
     request.app.state.metrics.on_commit(len(receipts))
+    return Response(_receipts(receipts), status_code=201)
+
+
+async def _earlier_batch(
+    pool: asyncpg.Pool, entries: list[NewEntry], key: str
+) -> list[Receipt] | None:
+    return await find_idempotent(pool, entries, key, unused=[batch_key(key, len(entries))])
+
+
+def _receipts(receipts: list[Receipt]) -> BatchReceiptsOut:
     return BatchReceiptsOut(receipts=[_out(r) for r in receipts])
 
 

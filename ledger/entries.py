@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
@@ -270,8 +270,28 @@ def _decode_typed(raw: bytes, org: str, actor: str) -> list[NewEntry] | None:
     return out
 
 
-def decode_batch(raw: bytes, *, org: str, actor: str) -> list[NewEntry]:
-    """Decode a batch of 1..1000 entries; every failing entry is named in the error."""
+def batch_key(key: str, position: int) -> str:
+    """The Idempotency-Key an entry of a keyed batch carries: the batch's key, ``#``
+    and the entry's position (``"march-import#0"``). Read from the right, it names
+    one batch and one position, whatever the batch's key holds."""
+    return f"{key}#{position}"
+
+
+def decode_batch(
+    raw: bytes, *, org: str, actor: str, idempotency_key: str | None = None
+) -> list[NewEntry]:
+    """Decode a batch of 1..1000 entries; every failing entry is named in the error.
+
+    With the batch's ``idempotency_key``, each entry carries ``batch_key`` of it."""
+    entries = _decode_batch(raw, org, actor)
+    if idempotency_key is None:
+        return entries
+    return [
+        replace(e, idempotency_key=batch_key(idempotency_key, i)) for i, e in enumerate(entries)
+    ]
+
+
+def _decode_batch(raw: bytes, org: str, actor: str) -> list[NewEntry]:
     fast = _decode_typed(raw, org, actor)
     if fast is not None:
         return fast

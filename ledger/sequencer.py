@@ -514,36 +514,52 @@ async def _record_idempotency(conn: asyncpg.Connection, sequenced: Sequence[Sequ
 
 
 async def find_idempotent(
-    conn: asyncpg.Connection | asyncpg.Pool, entry: NewEntry
-) -> Receipt | None:
-    """The original receipt for a retried request, or None if the key is new.
+    conn: asyncpg.Connection | asyncpg.Pool,
+    entries: Sequence[NewEntry],
+    key: str,
+    *,
+    unused: Sequence[str] = (),
+) -> list[Receipt] | None:
+    """The original receipts of a retried request, or None if its key is new.
 
-    Raises IdempotencyMismatch when the key was used for a different request.
+    ``entries`` carry their keys: a single post's is ``key``, a batch's are
+    ``ledger.entries.batch_key`` of it. The keys ``unused`` must not have been used
+    (a batch gives the key one past its end, so that a shorter batch is not taken
+    for a retry of a longer one). Raises IdempotencyMismatch, naming ``key``, when
+    the keys were used for a different request, in part or in whole.
     """
-    assert entry.idempotency_key is not None
-    row = await conn.fetchrow(
+    keys = [e.idempotency_key for e in entries]
+    assert None not in keys
+    rows = await conn.fetch(
         """
-        SELECT k.request_sha256, k.log_year, k.log_index, l.leaf_hash, l.recorded_at
+        SELECT k.key, k.request_sha256, k.log_year, k.log_index, l.leaf_hash, l.recorded_at
         FROM idempotency_keys k
         JOIN leaves l ON l.org = k.org AND l.year = k.log_year AND l.idx = k.log_index
-        WHERE k.org = $1 AND k.key = $2
+        WHERE k.org = $1 AND k.key = ANY($2::text[])
         """,
-        entry.org,
-        entry.idempotency_key,
+        entries[0].org,
+        [*keys, *unused],
     )
-    if row is None:
+    if not rows:
         return None
-    if bytes(row["request_sha256"]) != entry.request_sha256():
+    found = {row["key"]: row for row in rows}
+    if len(found) != len(keys) or any(
+        k not in found or bytes(found[k]["request_sha256"]) != e.request_sha256()
+        for k, e in zip(keys, entries, strict=True)
+    ):
         raise IdempotencyMismatch(
             "This Idempotency-Key was already used for a different request",
-            idempotency_key=entry.idempotency_key,
+            idempotency_key=key,
         )
-    return Receipt(
-        f"{entry.org}/{row['log_year']}",
-        row["log_index"],
-        bytes(row["leaf_hash"]),
-        format_recorded_at(row["recorded_at"]),
-    )
+    return [
+        Receipt(
+            f"{e.org}/{row['log_year']}",
+            row["log_index"],
+            bytes(row["leaf_hash"]),
+            format_recorded_at(row["recorded_at"]),
+        )
+        for e, row in ((e, found[k]) for k, e in zip(keys, entries, strict=True))
+    ]
 
 
 #: How long reading back a failed commit waits for the org's lock: a transaction

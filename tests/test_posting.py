@@ -109,20 +109,84 @@ async def test_batch_over_1000_entries_is_refused(client: Any, org: Org) -> None
     assert r.json()["errors"][0]["path"] == "$.entries"
 
 
-async def test_a_batch_with_an_idempotency_key_is_refused(
+async def _leaf_keys(pool: asyncpg.Pool, org: str) -> list[str | None]:
+    import orjson
+
+    rows = await pool.fetch("SELECT leaf FROM leaves WHERE org = $1 ORDER BY year, idx", org)
+    return [orjson.loads(bytes(r["leaf"]))["idempotency_key"] for r in rows]
+
+
+async def test_a_retried_batch_with_its_key_answers_the_first_receipts(
     client: Any, org: Org, pool: asyncpg.Pool
 ) -> None:
-    """The batch route took the header and dropped it: a retried batch with the
-    same key was written twice, each time 201."""
+    """Before, the batch route refused a key (and before that dropped it, so a
+    retried batch was written twice)."""
+    url = f"/api/v1/orgs/{org.code}/entries/batch"
     entries = [fund_entry(f"K{i}") for i in range(3)]
-    headers = {**org.auth(), "Idempotency-Key": "batch-1"}
-    for _ in range(2):
-        r = await client.post(
-            f"/api/v1/orgs/{org.code}/entries/batch", json={"entries": entries}, headers=headers
-        )
-        assert r.status_code == 422, r.text
-        assert r.json()["errors"][0]["path"] == "header.Idempotency-Key"
-    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 0
+    headers = {**org.auth(), "Idempotency-Key": "march-import"}
+    first = await client.post(url, json={"entries": entries}, headers=headers)
+    assert first.status_code == 201, first.text
+    again = await client.post(url, json={"entries": entries}, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert [r["index"] for r in first.json()["receipts"]] == [0, 1, 2]
+    assert await _leaf_keys(pool, org.code) == [f"march-import#{i}" for i in range(3)]
+    # Each entry's key is its own: a single post of the second entry with its key is
+    # a retry of that entry.
+    one = await client.post(
+        f"/api/v1/orgs/{org.code}/entries",
+        json=entries[1],
+        headers={**org.auth(), "Idempotency-Key": "march-import#1"},
+    )
+    assert one.status_code == 200, one.text
+    assert one.json() == first.json()["receipts"][1]
+    # Another key is another batch.
+    april = [fund_entry(f"L{i}") for i in range(3)]
+    other = await client.post(
+        url, json={"entries": april}, headers={**org.auth(), "Idempotency-Key": "april"}
+    )
+    assert other.status_code == 201, other.text
+    assert [r["index"] for r in other.json()["receipts"]] == [3, 4, 5]
+
+
+async def test_a_key_reused_for_another_batch_is_409_and_writes_nothing(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    url = f"/api/v1/orgs/{org.code}/entries/batch"
+    entries = [fund_entry(f"M{i}") for i in range(3)]
+    headers = {**org.auth(), "Idempotency-Key": "b-1"}
+    assert (await client.post(url, json={"entries": entries}, headers=headers)).status_code == 201
+    changed = [*entries[:2], fund_entry("M9")]
+    for other in (changed, entries[:2], [*entries, fund_entry("M3")], entries[::-1]):
+        r = await client.post(url, json={"entries": other}, headers=headers)
+        assert r.status_code == 409, r.text
+        assert r.json()["type"] == "urn:gongkai:problem:idempotency-key-reused"
+        assert r.json()["idempotency_key"] == "b-1"
+    # A single post may not take a batch's key either, nor the batch a single post's.
+    single = f"/api/v1/orgs/{org.code}/entries"
+    r = await client.post(single, json=fund_entry("N1"), headers=headers)
+    assert r.status_code == 201, r.text  # "b-1" was not used: the batch's entries took b-1#i
+    r = await client.post(url, json={"entries": entries[:1]}, headers=headers)
+    assert r.status_code == 409, r.text
+    r = await client.post(
+        single, json=fund_entry("M9"), headers={**org.auth(), "Idempotency-Key": "b-1#0"}
+    )
+    assert r.status_code == 409, r.text
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 4
+
+
+async def test_concurrent_retries_of_a_keyed_batch_write_it_once(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    import asyncio
+
+    url = f"/api/v1/orgs/{org.code}/entries/batch"
+    body = {"entries": [fund_entry(f"C{i}") for i in range(5)]}
+    headers = {**org.auth(), "Idempotency-Key": "b-race"}
+    rs = await asyncio.gather(*[client.post(url, json=body, headers=headers) for _ in range(6)])
+    assert sorted(r.status_code for r in rs) == [200] * 5 + [201], [r.text for r in rs]
+    assert len({str(r.json()) for r in rs}) == 1
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 5
 
 
 async def test_same_idempotency_key_and_request_returns_original_receipt(
