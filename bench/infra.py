@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import os
 import platform
 import secrets
@@ -263,7 +264,29 @@ async def machine(dsn: str) -> dict[str, str]:
         "wrk": _command_output(["wrk", "-v"]) or "not installed",
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
         "load average at start (1, 5, 15 min)": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "yardstick (best of 3, one core)": _yardstick(),
     }
+
+
+def _yardstick() -> str:
+    """How fast this machine runs Python and hashes, for comparing runs on other
+    machines: the targets are ratios to a baseline, but how far a ratio moves with
+    the machine depends on how much of each side is Python."""
+    loop, sha = [], []
+    data = bytes(64 << 20)
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(5_000_000):
+            total += i
+        loop.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        hashlib.sha256(data).digest()
+        sha.append(time.perf_counter() - started)
+    return (
+        f"5 million additions in a Python loop {min(loop):.2f} s; "
+        f"SHA-256 {len(data) / min(sha) / 1e6:,.0f} MB/s"
+    )
 
 
 async def settle(dsn: str) -> None:
