@@ -118,7 +118,9 @@ def ledger_error_handler(request: Request[Any, Any, Any], exc: LedgerError) -> R
 
 def _param_path(key: str, source: Any, message: str) -> str:
     source = getattr(source, "value", source)  # Litestar gives a ParamType enum
-    if source in ("query", "path", "header", "cookie"):
+    if source == "header":  # named as sent, not by the handler's argument
+        return "header." + "-".join(part.capitalize() for part in key.split("_"))
+    if source in ("query", "path", "cookie"):
         return f"{source}.{key}"
     # The request body: Litestar names it ``data`` and its fields by their path.
     path = "$" if key in ("", "data") else f"$.{key}"

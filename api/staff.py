@@ -19,7 +19,7 @@ from api.schemas import (
     ReceiptOut,
     ReviewIn,
 )
-from ledger.entries import NewEntry, batch_key, decode_batch, decode_entry
+from ledger.entries import NewEntry, batch_request_sha256, decode_batch, decode_entry
 from ledger.posting import post_entries_pooled
 from ledger.queries import pending_entries
 from ledger.review import review_entry
@@ -37,14 +37,29 @@ def _out(r: Receipt) -> ReceiptOut:
     )
 
 
-#: The client's retry key, of a single post or of a whole batch.
+#: A single post's retry key: the same key and entry again answer the original
+#: receipt (200); the same key with another entry is 409.
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
         name="Idempotency-Key", min_length=1, max_length=200, pattern=NO_NUL,
         description=(
-            "Client retry key: the same key and request again answer the original "
-            "receipt(s) (200); the same key with another request is 409"
+            "Client retry key: the same key and entry again answer the original receipt "
+            "(200); the same key with another request is 409"
+        ),
+    ),
+]  # fmt: skip
+
+#: A batch's retry key: at most 196 characters, so that each entry's own key
+#: (``key#999``) is at most 200, as a single post's is.
+BatchIdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key", min_length=1, max_length=196, pattern=NO_NUL,
+        description=(
+            "Client retry key of the whole batch; each entry carries it with `#` and its "
+            "position. The same key and batch again answer the original receipts (200); "
+            "the same key with another request is 409"
         ),
     ),
 ]  # fmt: skip
@@ -79,16 +94,22 @@ async def post_entry(
     )
     rt = runtime(request)
     if idempotency_key is not None:
-        earlier = await find_idempotent(rt.pool, [entry], idempotency_key)
+        earlier = await _earlier(rt.pool, entry)
         if earlier is not None:
             return Response(_out(earlier[0]), status_code=200)
     try:
         receipt = await rt.committer.submit(entry)
     except IdempotencyRace:
-        earlier = await find_idempotent(rt.pool, [entry], idempotency_key or "")
-        assert earlier is not None
+        earlier = await _earlier(rt.pool, entry)
+        if earlier is None:
+            raise
         return Response(_out(earlier[0]), status_code=200)
     return Response(_out(receipt), status_code=201)
+
+
+async def _earlier(pool: asyncpg.Pool, entry: NewEntry) -> list[Receipt] | None:
+    assert entry.idempotency_key is not None
+    return await find_idempotent(pool, entry.org, [(entry.idempotency_key, entry.request_sha256())])
 
 
 @post(
@@ -100,7 +121,7 @@ async def post_entry(
         "One transaction: every entry is appended, or none is. With `Idempotency-Key`, "
         "each entry carries the key, `#` and its position in the batch; the same key "
         "and batch again answer the original receipts (200); the same key with another "
-        "batch (other entries, more or fewer) is 409."
+        "request (other entries, more or fewer, or a single post's) is 409."
     ),
     tags=["staff"],
     responses={
@@ -113,7 +134,7 @@ async def post_entry(
 async def post_batch(
     request: Request[Any, Any, Any],
     org: OrgCode,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: BatchIdempotencyKey = None,
 ) -> Response[BatchReceiptsOut]:
     principal = await require(request, org, POSTERS)
     entries = decode_batch(
@@ -125,10 +146,11 @@ async def post_batch(
         if earlier is not None:
             return Response(_receipts(earlier), status_code=200)
     try:
-        receipts = await post_entries_pooled(pool, entries)
+        receipts = await post_entries_pooled(pool, entries, batch_key=idempotency_key)
     except IdempotencyRace:  # the same batch, posted at once: one of them was written
         earlier = await _earlier_batch(pool, entries, idempotency_key or "")
-        assert earlier is not None
+        if earlier is None:
+            raise
         return Response(_receipts(earlier), status_code=200)
     request.app.state.metrics.on_commit(len(receipts))
     return Response(_receipts(receipts), status_code=201)
@@ -137,7 +159,12 @@ async def post_batch(
 async def _earlier_batch(
     pool: asyncpg.Pool, entries: list[NewEntry], key: str
 ) -> list[Receipt] | None:
-    return await find_idempotent(pool, entries, key, unused=[batch_key(key, len(entries))])
+    """The batch's receipts if it was posted under ``key`` before: the batch's own key
+    (the whole batch's fingerprint) and each entry's (``key#i``) must all match."""
+    asked = [(key, batch_request_sha256(entries))]
+    asked += [(e.idempotency_key or "", e.request_sha256()) for e in entries]
+    earlier = await find_idempotent(pool, entries[0].org, asked)
+    return None if earlier is None else earlier[1:]
 
 
 def _receipts(receipts: list[Receipt]) -> BatchReceiptsOut:

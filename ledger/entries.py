@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Union
 
@@ -275,6 +276,12 @@ def batch_key(key: str, position: int) -> str:
     and the entry's position (``"march-import#0"``). Read from the right, it names
     one batch and one position, whatever the batch's key holds."""
     return f"{key}#{position}"
+
+
+def batch_request_sha256(entries: Sequence[NewEntry]) -> bytes:
+    """Fingerprint of a whole batch, to tell its retry from another batch under the
+    same key: its entries' fingerprints, in order."""
+    return hashlib.sha256(b"batch\n" + b"".join(e.request_sha256() for e in entries)).digest()
 
 
 def decode_batch(

@@ -9,7 +9,13 @@ import asyncpg
 from ledger.books import load_books
 from ledger.entries import NewEntry
 from ledger.errors import FieldError, InvalidInput, LedgerError
-from ledger.sequencer import GroupCommitter, Receipt, append_entries, append_once
+from ledger.sequencer import (
+    GroupCommitter,
+    Receipt,
+    append_entries,
+    append_once,
+    record_batch_key,
+)
 
 
 def group_committer(pool: asyncpg.Pool, **kwargs: int) -> GroupCommitter:
@@ -17,12 +23,14 @@ def group_committer(pool: asyncpg.Pool, **kwargs: int) -> GroupCommitter:
     return GroupCommitter(pool, effects=load_books, **kwargs)
 
 
-async def post_entries_pooled(pool: asyncpg.Pool, entries: Sequence[NewEntry]) -> list[Receipt]:
+async def post_entries_pooled(
+    pool: asyncpg.Pool, entries: Sequence[NewEntry], *, batch_key: str | None = None
+) -> list[Receipt]:
     """``post_entries`` on a connection of ``pool``, with ``append_once``'s read-back
     of a COMMIT that fails."""
 
     async def attempt(conn: asyncpg.Connection, out: list[Receipt]) -> list[Receipt]:
-        return await post_entries(conn, entries, appended=out)
+        return await post_entries(conn, entries, appended=out, batch_key=batch_key)
 
     return await append_once(pool, entries, attempt)
 
@@ -32,14 +40,18 @@ async def post_entries(
     entries: Sequence[NewEntry],
     *,
     appended: list[Receipt] | None = None,
+    batch_key: str | None = None,
 ) -> list[Receipt]:
     """Append a batch, all or nothing. An error names the failing entry's position.
 
-    ``appended`` receives the receipts before the COMMIT is sent.
+    ``appended`` receives the receipts before the COMMIT is sent. ``batch_key`` is
+    the batch's Idempotency-Key, recorded with it (its entries carry their own).
     """
     try:
         async with conn.transaction():
             receipts = await append_entries(conn, entries, effects=load_books)
+            if batch_key is not None:
+                await record_batch_key(conn, entries, batch_key, receipts)
             if appended is not None:
                 appended.extend(receipts)
             return receipts

@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 
 from ledger.canonical import canonical_typed
-from ledger.entries import NewEntry
+from ledger.entries import NewEntry, batch_request_sha256
 from ledger.errors import CommitUnknown, Conflict, FieldError, IdempotencyMismatch, InvalidInput
 from ledger.kinds import YearOpened
 from ledger.logs import stored_level
@@ -424,6 +424,7 @@ async def append_entries(
                 "as adjustments that reference the closed entry.",
                 log=f"{org}/{year}",
             )
+    await _refuse_taken_keys(conn, entries)
     apply = await effects(conn, [*openers, *entries]) if effects is not None else None
     if on_locked is not None:
         on_locked()
@@ -492,44 +493,76 @@ async def append_entries(
     return receipts[len(openers) :]
 
 
+async def _refuse_taken_keys(conn: asyncpg.Connection, entries: Sequence[NewEntry]) -> None:
+    """Under the org's lock, before the books see the entries: an entry whose key was
+    taken meanwhile is a retry that raced its first post (the same request sent twice
+    at once), to be answered from the key, not refused by the books as a second
+    opening of a fund or a second spending of a balance."""
+    keyed = [e for e in entries if e.idempotency_key is not None]
+    if keyed and await conn.fetchval(
+        """
+        SELECT EXISTS (SELECT FROM idempotency_keys k
+                       JOIN unnest($1::text[], $2::text[]) AS u(org, key)
+                         ON k.org = u.org AND k.key = u.key)
+        """,
+        [e.org for e in keyed],
+        [e.idempotency_key for e in keyed],
+    ):
+        raise IdempotencyRace("Idempotency-Key was used concurrently; retry to get the receipt")
+
+
 async def _record_idempotency(conn: asyncpg.Connection, sequenced: Sequence[Sequenced]) -> None:
     keyed = [s for s in sequenced if s.entry.idempotency_key is not None]
-    if not keyed:
+    await _record_keys(
+        conn,
+        [
+            (s.entry.org, s.entry.idempotency_key, s.entry.request_sha256(), s.year, s.index)
+            for s in keyed
+        ],
+    )
+
+
+async def record_batch_key(
+    conn: asyncpg.Connection, entries: Sequence[NewEntry], key: str, receipts: Sequence[Receipt]
+) -> None:
+    """Record a batch's own ``key`` (its entries carry theirs): with the fingerprint of
+    the whole batch (``ledger.entries.batch_request_sha256``), at its first entry.
+    Part of the batch's transaction."""
+    first = entries[0]
+    await _record_keys(
+        conn, [(first.org, key, batch_request_sha256(entries), first.year, receipts[0].index)]
+    )
+
+
+async def _record_keys(
+    conn: asyncpg.Connection, rows: Sequence[tuple[str, str | None, bytes, int, int]]
+) -> None:
+    if not rows:
         return
-    rows = await conn.fetch(
+    inserted = await conn.fetch(
         """
         INSERT INTO idempotency_keys (org, key, request_sha256, log_year, log_index)
         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::bigint[])
         ON CONFLICT DO NOTHING
         RETURNING key
         """,
-        [s.entry.org for s in keyed],
-        [s.entry.idempotency_key for s in keyed],
-        [s.entry.request_sha256() for s in keyed],
-        [s.year for s in keyed],
-        [s.index for s in keyed],
+        *(list(column) for column in zip(*rows, strict=True)),
     )
-    if len(rows) != len(keyed):
+    if len(inserted) != len(rows):
         raise IdempotencyRace("Idempotency-Key was used concurrently; retry to get the receipt")
 
 
 async def find_idempotent(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    entries: Sequence[NewEntry],
-    key: str,
-    *,
-    unused: Sequence[str] = (),
+    conn: asyncpg.Connection | asyncpg.Pool, org: str, asked: Sequence[tuple[str, bytes]]
 ) -> list[Receipt] | None:
-    """The original receipts of a retried request, or None if its key is new.
+    """The original receipts of a retried request, or None if none of its keys was used.
 
-    ``entries`` carry their keys: a single post's is ``key``, a batch's are
-    ``ledger.entries.batch_key`` of it. The keys ``unused`` must not have been used
-    (a batch gives the key one past its end, so that a shorter batch is not taken
-    for a retry of a longer one). Raises IdempotencyMismatch, naming ``key``, when
-    the keys were used for a different request, in part or in whole.
+    ``asked`` is each key with the fingerprint of what it asks for: a single post's key
+    and entry (``NewEntry.request_sha256``); a batch's key and the whole batch
+    (``ledger.entries.batch_request_sha256``), then each entry's key
+    (``ledger.entries.batch_key``) and entry. Raises IdempotencyMismatch, naming the
+    first key, when some of the keys were used and others not, or for other requests.
     """
-    keys = [e.idempotency_key for e in entries]
-    assert None not in keys
     rows = await conn.fetch(
         """
         SELECT k.key, k.request_sha256, k.log_year, k.log_index, l.leaf_hash, l.recorded_at
@@ -537,28 +570,25 @@ async def find_idempotent(
         JOIN leaves l ON l.org = k.org AND l.year = k.log_year AND l.idx = k.log_index
         WHERE k.org = $1 AND k.key = ANY($2::text[])
         """,
-        entries[0].org,
-        [*keys, *unused],
+        org,
+        [key for key, _ in asked],
     )
     if not rows:
         return None
     found = {row["key"]: row for row in rows}
-    if len(found) != len(keys) or any(
-        k not in found or bytes(found[k]["request_sha256"]) != e.request_sha256()
-        for k, e in zip(keys, entries, strict=True)
-    ):
+    if any(key not in found or bytes(found[key]["request_sha256"]) != sha for key, sha in asked):
         raise IdempotencyMismatch(
             "This Idempotency-Key was already used for a different request",
-            idempotency_key=key,
+            idempotency_key=asked[0][0],
         )
     return [
         Receipt(
-            f"{e.org}/{row['log_year']}",
+            f"{org}/{row['log_year']}",
             row["log_index"],
             bytes(row["leaf_hash"]),
             format_recorded_at(row["recorded_at"]),
         )
-        for e, row in ((e, found[k]) for k, e in zip(keys, entries, strict=True))
+        for row in (found[key] for key, _ in asked)
     ]
 
 
@@ -618,7 +648,7 @@ async def read_back(
         raise CommitUnknown(
             "The database did not confirm the commit, and whether it happened could not "
             "be read back. Look the entries up in the log before posting them again (a "
-            "single post can be repeated with the same Idempotency-Key).",
+            "post or a batch can be repeated with the same Idempotency-Key).",
         ) from exc
 
 

@@ -375,7 +375,7 @@ async def test_an_empty_idempotency_key_is_422(client: Any, org: Org, pool: asyn
         headers={**org.auth(), "Idempotency-Key": ""},
     )
     assert r.status_code == 422, r.text
-    assert r.json()["errors"][0]["path"].startswith("header."), r.text
+    assert r.json()["errors"][0]["path"] == "header.Idempotency-Key", r.text
     await _assert_nothing_written(pool, org)
 
 

@@ -162,17 +162,131 @@ async def test_a_key_reused_for_another_batch_is_409_and_writes_nothing(
         assert r.status_code == 409, r.text
         assert r.json()["type"] == "urn:gongkai:problem:idempotency-key-reused"
         assert r.json()["idempotency_key"] == "b-1"
-    # A single post may not take a batch's key either, nor the batch a single post's.
+    # The batch's own key is taken too: a single post under it is another request.
     single = f"/api/v1/orgs/{org.code}/entries"
     r = await client.post(single, json=fund_entry("N1"), headers=headers)
-    assert r.status_code == 201, r.text  # "b-1" was not used: the batch's entries took b-1#i
-    r = await client.post(url, json={"entries": entries[:1]}, headers=headers)
     assert r.status_code == 409, r.text
     r = await client.post(
         single, json=fund_entry("M9"), headers={**org.auth(), "Idempotency-Key": "b-1#0"}
     )
     assert r.status_code == 409, r.text
-    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 4
+    # Nor may a batch take a single post's key, or keys single posts took as key#i.
+    assert (
+        await client.post(
+            single, json=fund_entry("P1"), headers={**org.auth(), "Idempotency-Key": "p"}
+        )
+    ).status_code == 201
+    r = await client.post(
+        url, json={"entries": [fund_entry("P1")]}, headers={**org.auth(), "Idempotency-Key": "p"}
+    )
+    assert r.status_code == 409, r.text
+    assert (
+        await client.post(
+            single, json=fund_entry("Q1"), headers={**org.auth(), "Idempotency-Key": "q#0"}
+        )
+    ).status_code == 201
+    r = await client.post(
+        url, json={"entries": [fund_entry("Q1")]}, headers={**org.auth(), "Idempotency-Key": "q"}
+    )
+    assert r.status_code == 409, r.text
+    assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 5
+
+
+async def test_a_key_taken_after_a_batch_does_not_stop_its_retry(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """A stranger's single post under ``s#2`` after a batch ``s`` of two entries made the
+    batch's retry 409: the retry looked at ``s#2`` to tell a shorter batch from it."""
+    url = f"/api/v1/orgs/{org.code}/entries/batch"
+    entries = [fund_entry(f"S{i}") for i in range(2)]
+    headers = {**org.auth(), "Idempotency-Key": "s"}
+    first = await client.post(url, json={"entries": entries}, headers=headers)
+    assert first.status_code == 201, first.text
+    r = await client.post(
+        f"/api/v1/orgs/{org.code}/entries",
+        json=fund_entry("S2"),
+        headers={**org.auth(), "Idempotency-Key": "s#2"},
+    )
+    assert r.status_code == 201, r.text
+    again = await client.post(url, json={"entries": entries}, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    r = await client.post(url, json={"entries": [*entries, fund_entry("S2")]}, headers=headers)
+    assert r.status_code == 409, r.text
+
+
+async def test_a_batch_key_leaves_room_for_its_entries_keys(
+    client: Any, org: Org, pool: asyncpg.Pool
+) -> None:
+    """A batch key of 200 characters gave its entries keys of up to 204, which a
+    single post's retry of the entry could not send (422)."""
+    url = f"/api/v1/orgs/{org.code}/entries/batch"
+    r = await client.post(
+        url,
+        json={"entries": [fund_entry("W0")]},
+        headers={**org.auth(), "Idempotency-Key": "k" * 197},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == "header.Idempotency-Key"
+    key = "k" * 196
+    entries = [fund_entry(f"W{i}") for i in range(12)]
+    first = await client.post(
+        url, json={"entries": entries}, headers={**org.auth(), "Idempotency-Key": key}
+    )
+    assert first.status_code == 201, first.text
+    one = await client.post(
+        f"/api/v1/orgs/{org.code}/entries",
+        json=entries[11],
+        headers={**org.auth(), "Idempotency-Key": f"{key}#11"},
+    )
+    assert one.status_code == 200, one.text
+    assert one.json() == first.json()["receipts"][11]
+
+
+async def test_keyed_posts_racing_under_the_lock_are_retries_not_conflicts(
+    dsn: str, pool: asyncpg.Pool, settings: Any
+) -> None:
+    """Identical keyed requests that all passed the key lookup before the first
+    committed: the books refused the others (a fund opened twice, 409 conflict)
+    before the key was looked at again. They are now answered from the key."""
+    import asyncio
+
+    import httpx
+
+    from tests.conftest import free_port, make_org, start_server, wait_ready
+    from tests.test_writes import _lock_org
+
+    org = await make_org("race")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/v1/orgs/{org.code}"
+    proc = start_server(dsn, settings, port)
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}", proc)
+        async with httpx.AsyncClient(timeout=30) as c:
+            for url, body, key in (
+                (f"{base}/entries/batch", {"entries": [fund_entry("R1"), fund_entry("R2")]}, "rb"),
+                (f"{base}/entries", fund_entry("R3"), "rs"),
+            ):
+                unlock = await _lock_org(pool, org.code)
+                try:
+                    posts = [
+                        asyncio.ensure_future(
+                            c.post(url, json=body, headers={**org.auth(), "Idempotency-Key": key})
+                        )
+                        for _ in range(4)
+                    ]
+                    await asyncio.sleep(1.0)  # all four wait for the org's lock
+                finally:
+                    await unlock()
+                rs = await asyncio.gather(*posts)
+                assert sorted(r.status_code for r in rs) == [200, 200, 200, 201], [
+                    r.text for r in rs
+                ]
+                assert len({r.text for r in rs}) == 1
+        assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 async def test_concurrent_retries_of_a_keyed_batch_write_it_once(
