@@ -49,7 +49,7 @@ async def post_entries(
     """
     try:
         async with conn.transaction():
-            receipts = await append_entries(conn, entries, effects=load_books)
+            receipts = await append_entries(conn, entries, effects=load_books, batch_key=batch_key)
             if batch_key is not None:
                 await record_batch_key(conn, entries, batch_key, receipts)
             if appended is not None:

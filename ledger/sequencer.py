@@ -384,13 +384,16 @@ async def append_entries(
     effects: Effects | None = None,
     now: dt.datetime | None = None,
     on_locked: Callable[[], None] | None = None,
+    batch_key: str | None = None,
 ) -> list[Receipt]:
     """Append ``entries`` to their logs. MUST run inside a transaction on ``conn``.
 
     Returns one receipt per entry, in order. The receipts are valid only once the
     caller's transaction commits. ``on_locked`` is called once the org's lock is
     held and the effects have loaded what they need: from there on, the append
-    is Python work and one round trip of writes (``ledger.writes``).
+    is Python work and one round trip of writes (``ledger.writes``). ``batch_key``
+    is the Idempotency-Key of the batch ``entries`` are (``record_batch_key``
+    records it), looked up under the lock with the entries' own keys.
     """
     if not entries:
         return []
@@ -424,7 +427,7 @@ async def append_entries(
                 "as adjustments that reference the closed entry.",
                 log=f"{org}/{year}",
             )
-    await _refuse_taken_keys(conn, entries)
+    await _refuse_taken_keys(conn, entries, batch_key)
     apply = await effects(conn, [*openers, *entries]) if effects is not None else None
     if on_locked is not None:
         on_locked()
@@ -493,20 +496,24 @@ async def append_entries(
     return receipts[len(openers) :]
 
 
-async def _refuse_taken_keys(conn: asyncpg.Connection, entries: Sequence[NewEntry]) -> None:
-    """Under the org's lock, before the books see the entries: an entry whose key was
-    taken meanwhile is a retry that raced its first post (the same request sent twice
-    at once), to be answered from the key, not refused by the books as a second
-    opening of a fund or a second spending of a balance."""
-    keyed = [e for e in entries if e.idempotency_key is not None]
-    if keyed and await conn.fetchval(
+async def _refuse_taken_keys(
+    conn: asyncpg.Connection, entries: Sequence[NewEntry], batch_key: str | None
+) -> None:
+    """Under the org's lock, before the books see the entries: a key taken meanwhile
+    (an entry's, or the batch's) makes this a request that raced another under the
+    key (the same request sent twice at once), to be answered from the key, not
+    refused by the books as a second opening of a fund or a second spending."""
+    keys = [(e.org, e.idempotency_key) for e in entries if e.idempotency_key is not None]
+    if batch_key is not None:
+        keys.append((entries[0].org, batch_key))
+    if keys and await conn.fetchval(
         """
         SELECT EXISTS (SELECT FROM idempotency_keys k
                        JOIN unnest($1::text[], $2::text[]) AS u(org, key)
                          ON k.org = u.org AND k.key = u.key)
         """,
-        [e.org for e in keyed],
-        [e.idempotency_key for e in keyed],
+        [org for org, _ in keys],
+        [key for _, key in keys],
     ):
         raise IdempotencyRace("Idempotency-Key was used concurrently; retry to get the receipt")
 

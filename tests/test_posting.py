@@ -283,7 +283,30 @@ async def test_keyed_posts_racing_under_the_lock_are_retries_not_conflicts(
                     r.text for r in rs
                 ]
                 assert len({r.text for r in rs}) == 1
-        assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 3
+            # A single post and a batch under one key, the post first: the batch is
+            # another request under a taken key, not a second opening of the fund.
+            headers = {**org.auth(), "Idempotency-Key": "mk"}
+            unlock = await _lock_org(pool, org.code)
+            try:
+                single = asyncio.ensure_future(
+                    c.post(f"{base}/entries", json=fund_entry("MZ"), headers=headers)
+                )
+                await asyncio.sleep(0.5)
+                batch = asyncio.ensure_future(
+                    c.post(
+                        f"{base}/entries/batch",
+                        json={"entries": [fund_entry("MZ")]},
+                        headers=headers,
+                    )
+                )
+                await asyncio.sleep(0.5)
+            finally:
+                await unlock()
+            assert (await single).status_code == 201
+            r = await batch
+            assert r.status_code == 409, r.text
+            assert r.json()["type"] == "urn:gongkai:problem:idempotency-key-reused", r.text
+        assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 4
     finally:
         proc.terminate()
         proc.wait(timeout=30)
