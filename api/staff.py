@@ -108,7 +108,8 @@ async def post_entry(
 
 
 async def _earlier(pool: asyncpg.Pool, entry: NewEntry) -> list[Receipt] | None:
-    assert entry.idempotency_key is not None
+    if entry.idempotency_key is None:
+        return None
     return await find_idempotent(pool, entry.org, [(entry.idempotency_key, entry.request_sha256())])
 
 
@@ -148,7 +149,9 @@ async def post_batch(
     try:
         receipts = await post_entries_pooled(pool, entries, batch_key=idempotency_key)
     except IdempotencyRace:  # the same batch, posted at once: one of them was written
-        earlier = await _earlier_batch(pool, entries, idempotency_key or "")
+        if idempotency_key is None:
+            raise
+        earlier = await _earlier_batch(pool, entries, idempotency_key)
         if earlier is None:
             raise
         return Response(_receipts(earlier), status_code=200)
