@@ -164,8 +164,9 @@ async def _earlier_batch(
 ) -> list[Receipt] | None:
     """The batch's receipts if it was posted under ``key`` before: the batch's own key
     (the whole batch's fingerprint) and each entry's (``key#i``) must all match."""
-    asked = [(key, batch_request_sha256(entries))]
-    asked += [(e.idempotency_key or "", e.request_sha256()) for e in entries]
+    shas = [e.request_sha256() for e in entries]
+    asked = [(key, batch_request_sha256(shas))]
+    asked += [(e.idempotency_key or "", sha) for e, sha in zip(entries, shas, strict=True)]
     earlier = await find_idempotent(pool, entries[0].org, asked)
     return None if earlier is None else earlier[1:]
 

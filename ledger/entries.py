@@ -278,10 +278,10 @@ def batch_key(key: str, position: int) -> str:
     return f"{key}#{position}"
 
 
-def batch_request_sha256(entries: Sequence[NewEntry]) -> bytes:
+def batch_request_sha256(fingerprints: Sequence[bytes]) -> bytes:
     """Fingerprint of a whole batch, to tell its retry from another batch under the
-    same key: its entries' fingerprints, in order."""
-    return hashlib.sha256(b"batch\n" + b"".join(e.request_sha256() for e in entries)).digest()
+    same key: its entries' fingerprints (``NewEntry.request_sha256``), in order."""
+    return hashlib.sha256(b"batch\n" + b"".join(fingerprints)).digest()
 
 
 def decode_batch(

@@ -9,13 +9,7 @@ import asyncpg
 from ledger.books import load_books
 from ledger.entries import NewEntry
 from ledger.errors import FieldError, InvalidInput, LedgerError
-from ledger.sequencer import (
-    GroupCommitter,
-    Receipt,
-    append_entries,
-    append_once,
-    record_batch_key,
-)
+from ledger.sequencer import GroupCommitter, Receipt, append_entries, append_once
 
 
 def group_committer(pool: asyncpg.Pool, **kwargs: int) -> GroupCommitter:
@@ -50,8 +44,6 @@ async def post_entries(
     try:
         async with conn.transaction():
             receipts = await append_entries(conn, entries, effects=load_books, batch_key=batch_key)
-            if batch_key is not None:
-                await record_batch_key(conn, entries, batch_key, receipts)
             if appended is not None:
                 appended.extend(receipts)
             return receipts

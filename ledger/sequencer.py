@@ -392,8 +392,8 @@ async def append_entries(
     caller's transaction commits. ``on_locked`` is called once the org's lock is
     held and the effects have loaded what they need: from there on, the append
     is Python work and one round trip of writes (``ledger.writes``). ``batch_key``
-    is the Idempotency-Key of the batch ``entries`` are (``record_batch_key``
-    records it), looked up under the lock with the entries' own keys.
+    is the Idempotency-Key of the batch ``entries`` are: looked up under the lock
+    with the entries' own keys, and recorded with them.
     """
     if not entries:
         return []
@@ -491,7 +491,7 @@ async def append_entries(
             "The entries would take a total of the books past the largest it can hold "
             "(a signed 64-bit number of fen)"
         ) from None
-    await _record_idempotency(conn, sequenced)
+    await _record_idempotency(conn, sequenced[len(openers) :], batch_key)
     # Receipts for the entries asked for, not the year.opened leaves put before them.
     return receipts[len(openers) :]
 
@@ -518,27 +518,25 @@ async def _refuse_taken_keys(
         raise IdempotencyRace("Idempotency-Key was used concurrently; retry to get the receipt")
 
 
-async def _record_idempotency(conn: asyncpg.Connection, sequenced: Sequence[Sequenced]) -> None:
-    keyed = [s for s in sequenced if s.entry.idempotency_key is not None]
-    await _record_keys(
-        conn,
-        [
-            (s.entry.org, s.entry.idempotency_key, s.entry.request_sha256(), s.year, s.index)
-            for s in keyed
-        ],
-    )
-
-
-async def record_batch_key(
-    conn: asyncpg.Connection, entries: Sequence[NewEntry], key: str, receipts: Sequence[Receipt]
+async def _record_idempotency(
+    conn: asyncpg.Connection, sequenced: Sequence[Sequenced], batch_key: str | None
 ) -> None:
-    """Record a batch's own ``key`` (its entries carry theirs): with the fingerprint of
-    the whole batch (``ledger.entries.batch_request_sha256``), at its first entry.
-    Part of the batch's transaction."""
-    first = entries[0]
-    await _record_keys(
-        conn, [(first.org, key, batch_request_sha256(entries), first.year, receipts[0].index)]
-    )
+    """Record the keys of the entries asked for (``sequenced``, in order) and, for a
+    keyed batch, the batch's own key: with the fingerprint of the whole batch
+    (``ledger.entries.batch_request_sha256``), at its first entry."""
+    keyed = [s for s in sequenced if s.entry.idempotency_key is not None]
+    shas = [s.entry.request_sha256() for s in keyed]
+    rows = [
+        (s.entry.org, s.entry.idempotency_key, sha, s.year, s.index)
+        for s, sha in zip(keyed, shas, strict=True)
+    ]
+    if batch_key is not None:  # a keyed batch's entries all carry keys (decode_batch)
+        assert len(keyed) == len(sequenced)
+        first = sequenced[0]
+        rows.append(
+            (first.entry.org, batch_key, batch_request_sha256(shas), first.year, first.index)
+        )
+    await _record_keys(conn, rows)
 
 
 async def _record_keys(
