@@ -120,19 +120,44 @@ async def migrate() -> None:
         result = await run_forwards(app_name="ledger")
     if not result.success:
         raise RuntimeError(f"migration failed: {result.message}\n{out.getvalue()}")
+    conn = await asyncpg.connect(current_dsn())
+    try:
+        await conn.execute(_ONE_RECORD_EACH)
+    finally:
+        await conn.close()
 
 
-async def run_sql_in_migration(sql: str) -> None:
-    """Run a multi-statement SQL script inside the migration's own transaction."""
+#: A migration's record, made in the migration's own transaction (see run_sql_in_migration).
+_RECORD = "INSERT INTO migration (name, app_name, ran_on) VALUES ($1, 'ledger', now())"
+#: Piccolo records each migration again once its transaction has committed: one row kept.
+_ONE_RECORD_EACH = """DELETE FROM migration a USING migration b
+                      WHERE a.app_name = 'ledger' AND b.app_name = 'ledger'
+                        AND a.name = b.name AND a.id > b.id"""
+
+
+async def run_sql_in_migration(sql: str, migration_id: str | None = None) -> None:
+    """Run a multi-statement SQL script inside the migration's own transaction, and
+    record ``migration_id`` as run in that transaction.
+
+    Piccolo records a migration only after its transaction has committed: a command
+    stopped in between (Ctrl-C during a first start) left the migration applied but
+    not recorded, and every later start ran it again and failed ('relation "orgs"
+    already exists'). Recorded in the same transaction, a migration is either run
+    and recorded or neither.
+    """
     engine = current_engine()
     tx = engine.current_transaction.get()
     if tx is not None:
         await tx.connection.execute(sql)
+        if migration_id is not None:
+            await tx.connection.execute(_RECORD, migration_id)
         return
     conn = await asyncpg.connect(current_dsn())
     try:
         async with conn.transaction():
             await conn.execute(sql)
+            if migration_id is not None:
+                await conn.execute(_RECORD, migration_id)
     finally:
         await conn.close()
 
@@ -147,7 +172,7 @@ def sql_migration(migration_id: str, description: str, sql: str) -> Any:
         )
 
         async def run() -> None:
-            await run_sql_in_migration(sql)
+            await run_sql_in_migration(sql, migration_id)
 
         manager.add_raw(run)
         return manager

@@ -204,3 +204,16 @@ async def wait_ready(base: str, proc: Any, timeout: float = 90) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError("server did not become ready")
+
+
+@pytest.fixture
+async def empty_dsn(server_dsn: str) -> AsyncIterator[str]:
+    """A new database on the test server, without migrations; dropped after the test."""
+    name = f"gongkai_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield _with_database(server_dsn, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -12,7 +10,6 @@ import pytest
 
 from ledger import db
 from ledger.settings import Settings
-from tests.conftest import _with_database
 
 
 def test_migration_ids_are_read_from_the_files_as_piccolo_imports_them() -> None:
@@ -32,18 +29,6 @@ def test_a_migration_file_without_a_plain_id_sends_the_check_to_piccolo(
     assert db.migration_ids() == {"2026-01-01T00:00:00:000000"}
     (tmp_path / "ledger_b.py").write_text("ID: str = '2026-01-02T00:00:00:000000'\n")
     assert db.migration_ids() is None
-
-
-@pytest.fixture
-async def empty_dsn(server_dsn: str) -> AsyncIterator[str]:
-    name = f"gongkai_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield _with_database(server_dsn, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_all_applied_only_when_every_migration_is_recorded(dsn: str, empty_dsn: str) -> None:
