@@ -135,7 +135,7 @@ _ONE_RECORD_EACH = """DELETE FROM migration a USING migration b
                         AND a.name = b.name AND a.id > b.id"""
 
 
-async def run_sql_in_migration(sql: str, migration_id: str | None = None) -> None:
+async def run_sql_in_migration(sql: str, migration_id: str) -> None:
     """Run a multi-statement SQL script inside the migration's own transaction, and
     record ``migration_id`` as run in that transaction.
 
@@ -145,19 +145,19 @@ async def run_sql_in_migration(sql: str, migration_id: str | None = None) -> Non
     already exists'). Recorded in the same transaction, a migration is either run
     and recorded or neither.
     """
-    engine = current_engine()
-    tx = engine.current_transaction.get()
+
+    async def run(conn: Any) -> None:
+        await conn.execute(sql)
+        await conn.execute(_RECORD, migration_id)
+
+    tx = current_engine().current_transaction.get()
     if tx is not None:
-        await tx.connection.execute(sql)
-        if migration_id is not None:
-            await tx.connection.execute(_RECORD, migration_id)
+        await run(tx.connection)
         return
     conn = await asyncpg.connect(current_dsn())
     try:
         async with conn.transaction():
-            await conn.execute(sql)
-            if migration_id is not None:
-                await conn.execute(_RECORD, migration_id)
+            await run(conn)
     finally:
         await conn.close()
 

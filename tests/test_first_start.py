@@ -18,19 +18,22 @@ import asyncpg
 
 from ledger import db
 from ledger.settings import Settings
+from tests.conftest import ROOT
 from tests.test_integrity import run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _python(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
 
 
 def _embedded(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``gongkai *args`` on the embedded PostgreSQL under ``state``."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["GONGKAI_DATA_DIR"] = str(state)
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return _python("-m", "cli", *args, env=env)
 
 
 def _running_on(folder: Path) -> list[str]:
@@ -59,10 +62,7 @@ def test_a_first_start_stopped_during_initdb_leaves_no_half_made_cluster(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
-    out = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_INITDB, str(state)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    out = _python("-c", _INTERRUPTED_INITDB, str(state))
     assert out.returncode != 0 and "KeyboardInterrupt" in out.stderr, out.stderr
     # What was being made lies beside the cluster's folder, not in it.
     assert not (state / "pg" / "PG_VERSION").exists()
@@ -98,10 +98,7 @@ async def drop():
 asyncio.run(drop())
 stop_embedded(state)
 """
-    made = subprocess.run(
-        [sys.executable, "-c", script, str(state)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    made = _python("-c", script, str(state))
     assert made.returncode == 0, made.stderr
     out = _embedded(state, "migrate")
     assert out.returncode == 2, out.stdout + out.stderr
@@ -136,10 +133,7 @@ except Stopped:
 async def test_a_migration_stopped_after_its_commit_is_not_run_again(
     empty_dsn: str, settings: Settings
 ) -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", _STOPPED_BEFORE_THE_RECORD, empty_dsn],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    out = _python("-c", _STOPPED_BEFORE_THE_RECORD, empty_dsn)
     assert out.returncode == 42, out.stdout + out.stderr
     conn = await asyncpg.connect(empty_dsn)
     try:

@@ -171,24 +171,17 @@ async def test_a_key_reused_for_another_batch_is_409_and_writes_nothing(
     )
     assert r.status_code == 409, r.text
     # Nor may a batch take a single post's key, or keys single posts took as key#i.
-    assert (
-        await client.post(
-            single, json=fund_entry("P1"), headers={**org.auth(), "Idempotency-Key": "p"}
+    for code, single_key, batch_key in (("P1", "p", "p"), ("Q1", "q#0", "q")):
+        r = await client.post(
+            single, json=fund_entry(code), headers={**org.auth(), "Idempotency-Key": single_key}
         )
-    ).status_code == 201
-    r = await client.post(
-        url, json={"entries": [fund_entry("P1")]}, headers={**org.auth(), "Idempotency-Key": "p"}
-    )
-    assert r.status_code == 409, r.text
-    assert (
-        await client.post(
-            single, json=fund_entry("Q1"), headers={**org.auth(), "Idempotency-Key": "q#0"}
+        assert r.status_code == 201, r.text
+        r = await client.post(
+            url,
+            json={"entries": [fund_entry(code)]},
+            headers={**org.auth(), "Idempotency-Key": batch_key},
         )
-    ).status_code == 201
-    r = await client.post(
-        url, json={"entries": [fund_entry("Q1")]}, headers={**org.auth(), "Idempotency-Key": "q"}
-    )
-    assert r.status_code == 409, r.text
+        assert r.status_code == 409, r.text
     assert await pool.fetchval("SELECT count(*) FROM leaves WHERE org = $1", org.code) == 5
 
 
